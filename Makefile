@@ -1,0 +1,28 @@
+# perception_3dinn: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ENV := source scripts/env.sh >/dev/null 2>&1 &&
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+setup:  ## make .venv (ROS 2 wheels + deps) and colcon-build the workspace; idempotent
+	@bash scripts/setup_env.sh
+
+demo: setup  ## run the node on the demo sequence (CPU, default model) and report
+	@$(ENV) bash scripts/demo.sh
+
+test: setup  ## ruff + the whole pytest suite (DDS tests on a private ROS_DOMAIN_ID)
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff only
+	@$(ENV) ruff check .
+
+bench: setup  ## run every benchmark script in bench/ (tables land in bench/results/)
+	@$(ENV) for b in bench/bench_*.py; do echo "== $$b"; python "$$b" || exit 1; done
+
+clean:  ## remove build products (keeps .venv)
+	rm -rf build/perception_3dinn* build/tf2_msgs build/vision_msgs install log
