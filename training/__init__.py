@@ -1,0 +1,1 @@
+"""Offline tools: synthetic data, training, export, evaluation."""

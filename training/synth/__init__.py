@@ -1,0 +1,1 @@
+"""The synthetic world: procedural objects, base shapes, renderer, images, videos, data sets."""
