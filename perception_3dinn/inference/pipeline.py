@@ -1,0 +1,314 @@
+"""The per-frame pipeline (DESIGN.md, data flow steps 2-7): boxes -> objects with metric poses.
+
+    pipe = Pipeline.from_manifest(path, backend='onnxruntime', config=PipelineConfig())
+    result = pipe.process(image_rgb, intrinsics, boxes, stamp_s)
+
+Per frame: box handling (class filter, score, clipping to the image, minimum size, at most
+`max_objects`), one batch of square crops (`crops.Crop`, padded to the network's aspect), the
+engine, sub-pixel heatmap decoding (`codec.HeatmapCodec`) into image pixels, the interpreter's
+structure and crop-space pose, the metric pose (PnP on confident keypoints started from the
+interpreter, else the interpreter's pose with the size prior), the object score, tracking and
+temporal smoothing (`tracking.Tracker`), and voxels of the shape from the (smoothed) structure.
+No torch unless the torch backend is chosen, no ROS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import hashlib
+import math
+from pathlib import Path
+import time
+
+import numpy as np
+
+from perception_3dinn.camera import CameraIntrinsics
+from perception_3dinn.codec import HeatmapCodec
+from perception_3dinn.crops import Crop, crop_image
+from perception_3dinn.inference.engines import create_engine, Engine
+from perception_3dinn.inference.manifest import (
+    default_model_dir,
+    load_manifest,
+    ManifestError,
+    ModelManifest,
+)
+from perception_3dinn.inference.pose import interpreter_pose, metric_pose, object_score
+from perception_3dinn.inference.shape import StructureVoxelizer
+from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
+from perception_3dinn.skeleton import Category, load_category
+from perception_3dinn.tracking import Observation, Tracker
+
+
+def bases_sha256(category: Category) -> str:
+    """Fingerprint of a category's base shapes (recorded in manifests at export)."""
+    data = np.ascontiguousarray(np.round(category.bases, 6), dtype=np.float64)
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
+def prepare_boxes(boxes: Sequence[Box2D], width: int, height: int, config: PipelineConfig
+                  ) -> tuple[list[tuple[int, Box2D]], list[tuple[int, str]]]:
+    """Filter and clip the detector's boxes.
+
+    Args:
+        boxes: the detections.
+        width, height: image size in pixels.
+        config: class filter, minimum score and size, max_objects.
+
+    Returns:
+        kept: (index, box clipped to the image), highest detector score first;
+        skipped: (index, reason) for every other box.
+    """
+    accepted = {c.lower() for c in config.class_ids}
+    kept: list[tuple[int, Box2D]] = []
+    skipped: list[tuple[int, str]] = []
+    # pixel centres at integers: the image spans [-0.5, W - 0.5] x [-0.5, H - 0.5]
+    lo_x, hi_x, lo_y, hi_y = -0.5, width - 0.5, -0.5, height - 0.5
+    for i, box in enumerate(boxes):
+        if not isinstance(box, Box2D):
+            skipped.append((i, f'not a Box2D ({type(box).__name__})'))
+            continue
+        if not box.is_finite():
+            skipped.append((i, 'box has non-finite coordinates'))
+            continue
+        if accepted and str(box.class_id).lower() not in accepted:
+            skipped.append((i, f'class {box.class_id!r} not in class_ids'))
+            continue
+        score = float(box.score) if box.score is not None else 1.0
+        if not math.isfinite(score) or score < config.min_box_score:
+            skipped.append((i, f'detector score {score:.3g} below min_box_score'))
+            continue
+        if box.width <= 0 or box.height <= 0:
+            skipped.append((i, f'degenerate box ({box.width:.3g} x {box.height:.3g} px)'))
+            continue
+        x0, x1 = max(float(box.x_min), lo_x), min(float(box.x_max), hi_x)
+        y0, y1 = max(float(box.y_min), lo_y), min(float(box.y_max), hi_y)
+        if x1 <= x0 or y1 <= y0:
+            skipped.append((i, 'box lies outside the image'))
+            continue
+        if min(x1 - x0, y1 - y0) < config.min_box_size_px:
+            skipped.append((i, f'box smaller than min_box_size_px after clipping '
+                               f'({x1 - x0:.1f} x {y1 - y0:.1f} px)'))
+            continue
+        kept.append((i, Box2D(x0, y0, x1, y1, box.class_id, score, box.detection_id)))
+    kept.sort(key=lambda item: -item[1].score)
+    for i, _ in kept[config.max_objects:]:
+        skipped.append((i, f'more than max_objects={config.max_objects} boxes'))
+    kept = sorted(kept[:config.max_objects], key=lambda item: item[0])
+    return kept, sorted(skipped)
+
+
+def crop_roi(image: np.ndarray, crop: Crop) -> np.ndarray:
+    """`crops.crop_image` of `image` `(H, W, 3)`, computed on the crop's region only.
+
+    `crop_image` low-pass filters the whole input before a strong downscale; filtering only
+    the crop's square plus a margin wider than the filter and the bilinear support gives the
+    same pixels at a fraction of the cost when the crop is small in a large image.
+    """
+    h, w = image.shape[:2]
+    margin = int(np.ceil(1.0 / crop.scale)) + 4  # > Gaussian kernel radius + 1
+    half = 0.5 * crop.side + margin
+    x0, x1 = max(int(np.floor(crop.cx - half)), 0), min(int(np.ceil(crop.cx + half)) + 1, w)
+    y0, y1 = max(int(np.floor(crop.cy - half)), 0), min(int(np.ceil(crop.cy + half)) + 1, h)
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) >= h * w:
+        return crop_image(image, crop)
+    local = Crop(crop.cx - x0, crop.cy - y0, crop.side, crop.size)
+    return crop_image(image[y0:y1, x0:x1], local)
+
+
+class Pipeline:
+    """Crops -> network -> keypoints, structure, metric pose, tracking, voxels."""
+
+    def __init__(self, engine: Engine, manifest: ModelManifest, category: Category,
+                 config: PipelineConfig | None = None) -> None:
+        self.config = config or PipelineConfig()
+        self.config.validate()
+        if (category.num_keypoints != manifest.num_keypoints
+                or category.num_bases != manifest.num_bases):
+            raise ManifestError(
+                f'model {manifest.path} has {manifest.num_keypoints} keypoints / '
+                f'{manifest.num_bases} bases, category {category.name} has '
+                f'{category.num_keypoints} / {category.num_bases}')
+        recorded = manifest.raw.get('category_bases_sha256')
+        if recorded and recorded != bases_sha256(category):
+            raise ManifestError(f'model {manifest.path} was trained with other {category.name} '
+                                'base shapes than perception_3dinn/categories holds; re-export '
+                                'the model or restore the category file')
+        self.engine = engine
+        self.manifest = manifest
+        self.category = category
+        self.codec = HeatmapCodec(manifest.input_size, manifest.stride, manifest.sigma)
+        self._mean = np.asarray(manifest.mean, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(manifest.std, np.float32) * 255.0)
+        self.tracker = Tracker(self.config.tracker)
+        self.voxelizer = (StructureVoxelizer(category, size=self.config.voxel_size,
+                                             radius_m=self.config.voxel_radius_m)
+                          if self.config.compute_voxels else None)
+
+    @classmethod
+    def from_manifest(cls, path: str | Path | None = None, backend: str = 'onnxruntime',
+                      config: PipelineConfig | None = None,
+                      checkpoint: str | Path | None = None,
+                      precision: str = 'fp16') -> Pipeline:
+        """Load the model of `path` (manifest.json or its directory; None: the chair model
+        shipped with the package) on `backend` ('onnxruntime', 'tensorrt' or 'torch').
+
+        Raises:
+            ManifestError: missing/invalid manifest or a model file that does not match it.
+            RuntimeError: the backend cannot run here (the message says why).
+        """
+        config = config or PipelineConfig()
+        config.validate()
+        manifest = load_manifest(path if path is not None else default_model_dir('chair'))
+        category = load_category(manifest.category)
+        engine = create_engine(manifest, backend=backend, num_threads=config.num_threads,
+                               device=config.device,
+                               engine_cache_dir=config.engine_cache_dir or None,
+                               checkpoint=checkpoint, precision=precision)
+        return cls(engine, manifest, category, config)
+
+    def scale_m(self, structure: np.ndarray) -> float:
+        """Metres per normalised unit for an object of structure `(K,)`.
+
+        The category's size prior times the manifest's size model exp(bias + weights . alpha)
+        (clipped to a factor 1.5 either way) when there is one and it is enabled.
+        """
+        prior = self.category.size_prior_m
+        model = self.manifest.size_model
+        if model is None or not self.config.size_from_structure:
+            return prior
+        bias, weights = model
+        log_ratio = bias + float(np.dot(weights, structure))
+        return prior * float(np.exp(np.clip(log_ratio, -0.405, 0.405)))
+
+    def reset(self) -> None:
+        """Forget all tracks (backward clock jump, new bag, re-activation)."""
+        self.tracker.reset()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def normalise(self, crops: np.ndarray) -> np.ndarray:
+        """`(B, S, S, 3)` uint8 RGB -> `(B, 3, S, S)` float32 network input."""
+        x = (crops.astype(np.float32) - self._mean) * self._inv_std
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def process(self, image: np.ndarray, intrinsics: CameraIntrinsics, boxes: Sequence[Box2D],
+                stamp_s: float) -> FrameResult:
+        """Interpret the objects in the boxes of one frame.
+
+        Args:
+            image: `(H, W, 3)` uint8 RGB.
+            intrinsics: the camera of this image (size must match the image).
+            boxes: detections; bad ones are skipped with a reason, never raised on.
+            stamp_s: frame time in seconds (a backward jump resets the tracks).
+
+        Returns:
+            FrameResult with objects, skipped boxes and per-stage timings.
+
+        Raises:
+            ValueError: the image, intrinsics or stamp cannot be used (the message says why).
+        """
+        t_start = time.perf_counter()
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f'image must be (H, W, 3) uint8 RGB, got {image.shape} '
+                             f'{image.dtype}')
+        if not isinstance(intrinsics, CameraIntrinsics):
+            raise ValueError(f'intrinsics must be a CameraIntrinsics, got '
+                             f'{type(intrinsics).__name__}')
+        intrinsics.validate()
+        height, width = image.shape[:2]
+        if (intrinsics.width, intrinsics.height) != (width, height):
+            raise ValueError(f'camera intrinsics are for {intrinsics.width}x'
+                             f'{intrinsics.height} images, the image is {width}x{height}')
+        stamp_s = float(stamp_s)
+        if not math.isfinite(stamp_s):
+            raise ValueError(f'stamp must be finite, got {stamp_s}')
+        cfg = self.config
+        result = FrameResult(stamp_s=stamp_s)
+        timings = result.timings_ms
+
+        t0 = time.perf_counter()
+        kept, result.skipped = prepare_boxes(list(boxes), width, height, cfg)
+        timings['boxes'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        S = self.manifest.input_size
+        crops = [Crop.from_box(box.as_array(), S, pad=cfg.crop_pad) for _, box in kept]
+        if crops:
+            patches = np.stack([crop_roi(image, c) for c in crops])
+            batch = self.normalise(patches)
+        timings['crops'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        outputs = self.engine.run(batch) if crops else {}
+        timings['network'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        if crops:
+            kp_crop, conf = self.codec.decode(outputs['heatmaps'])
+        timings['decode'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        candidates = []
+        for j, ((i, box), crop) in enumerate(zip(kept, crops)):
+            alpha = outputs['structure'][j].astype(np.float64)
+            R_c = outputs['rotation'][j].astype(np.float64)
+            t_c = outputs['translation'][j].astype(np.float64)
+            focal = float(outputs['focal'][j])
+            if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(R_c))
+                    and np.all(np.isfinite(t_c)) and math.isfinite(focal) and focal > 0
+                    and t_c[2] > 0):
+                result.skipped.append((i, 'network output not usable (non-finite, focal <= 0 '
+                                          'or object behind the camera)'))
+                continue
+            keypoints = crop.from_crop(kp_crop[j])
+            scale = self.scale_m(alpha)
+            R_i, t_i = interpreter_pose(R_c, t_c, focal, crop, intrinsics, scale)
+            skeleton_m = self.category.structure(alpha) * scale
+            pose = metric_pose(keypoints, conf[j], skeleton_m, R_i, t_i, intrinsics,
+                               cfg.min_keypoint_confidence, cfg.min_pnp_keypoints,
+                               cfg.max_pnp_reproj_px, refine=cfg.pnp_refine)
+            score = object_score(conf[j], pose.reproj_error_px, max(box.width, box.height),
+                                 box.score)
+            candidates.append((i, box, alpha, focal, keypoints, conf[j], pose, score, scale))
+        timings['pose'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        # PnP with a skeleton scaled by s gives s * t: the tracker smooths the scale-free
+        # t / s, and the result is scaled by the size of the track's median structure.
+        observations = [Observation(box=box.as_array(), R=pose.R, t=pose.t / scale,
+                                    structure=alpha, category=self.category.name,
+                                    detection_id=box.detection_id)
+                        for _, box, alpha, _, _, _, pose, _, scale in candidates]
+        tracks = self.tracker.update(stamp_s, observations)
+        timings['tracking'] = _ms(t0)
+
+        t0 = time.perf_counter()
+        for cand, track in zip(candidates, tracks):
+            i, box, alpha, focal, keypoints, confidences, pose, score, scale = cand
+            if cfg.smoothing:
+                structure = track.structure
+                scale = self.scale_m(structure)
+                R, t = track.R, track.t * scale
+            else:
+                R, t, structure = pose.R, pose.t, alpha
+            skeleton = self.category.structure(structure) * scale
+            result.objects.append(ObjectEstimate(
+                track_id=track.track_id, category=self.category.name, score=score,
+                R=R, t=t, structure=structure, focal=focal, keypoints_2d=keypoints,
+                confidences=np.asarray(confidences, np.float64),
+                keypoints_3d=skeleton @ R.T + t,
+                voxels=(self.voxelizer(structure, scale) if self.voxelizer is not None
+                        else None),
+                box=box, box_index=i, pose_source=pose.source,
+                reproj_error_px=pose.reproj_error_px, num_pnp_keypoints=pose.num_keypoints,
+                scale_m=scale))
+        timings['voxels'] = _ms(t0)
+        result.skipped.sort()
+        timings['total'] = _ms(t_start)
+        return result
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3

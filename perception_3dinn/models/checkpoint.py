@@ -1,0 +1,80 @@
+"""Checkpoints that carry their config, category and normalisation beside the weights.
+
+A checkpoint is a ``torch.save`` dict::
+
+    format: 'perception_3dinn.inn3d', version: 1,
+    config: INNConfig.to_dict(), category: {name, keypoint_names, edges, bases, alpha_std,
+    size_prior_m}, normalisation: {mean, std, colour_order: 'RGB'}, stage, step,
+    state_dict, optimizer (optional, for resuming), metrics (optional)
+
+so export and runtime rebuild the model from the file alone (``load_checkpoint``).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perception_3dinn.models.inn import INN3D, INNConfig
+
+FORMAT = 'perception_3dinn.inn3d'
+VERSION = 1
+
+
+def category_record(category) -> dict:
+    """JSON-able summary of a ``skeleton.Category`` stored in checkpoints."""
+    return {
+        'name': category.name,
+        'keypoint_names': list(category.keypoint_names),
+        'edges': np.asarray(category.edges).tolist(),
+        'bases': np.asarray(category.bases, dtype=np.float64).tolist(),
+        'alpha_std': np.asarray(category.alpha_std, dtype=np.float64).tolist(),
+        'size_prior_m': float(category.size_prior_m),
+    }
+
+
+def save_checkpoint(path: str | Path, model: INN3D, category: dict, stage: str = '',
+                    step: int = 0, optimizer: torch.optim.Optimizer | None = None,
+                    metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``model`` with everything needed to rebuild it; atomic (tmp + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    payload = {
+        'format': FORMAT, 'version': VERSION,
+        'config': cfg.to_dict(),
+        'category': category,
+        'normalisation': {'mean': list(cfg.mean), 'std': list(cfg.std), 'colour_order': 'RGB'},
+        'stage': stage, 'step': int(step),
+        'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        'metrics': metrics or {},
+    }
+    if optimizer is not None:
+        payload['optimizer'] = optimizer.state_dict()
+    if extra:
+        payload['extra'] = extra
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw checkpoint dict, checked for format and version."""
+    payload = torch.load(Path(path), map_location='cpu', weights_only=False)
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
+        raise ValueError(f'{path} is not a perception_3dinn INN3D checkpoint')
+    if payload.get('version') != VERSION:
+        raise ValueError(f'{path}: unsupported checkpoint version {payload.get("version")}')
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple:
+    """Rebuild the model: returns ``(model (eval mode), payload dict)``."""
+    payload = read_checkpoint(path)
+    cfg = INNConfig.from_dict(payload['config'])
+    bases = torch.tensor(payload['category']['bases'], dtype=torch.float32)
+    model = INN3D(cfg, bases)
+    model.load_state_dict(payload['state_dict'])
+    model.eval()
+    return model, payload

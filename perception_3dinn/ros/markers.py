@@ -1,0 +1,130 @@
+"""RViz markers of the detected objects: skeleton lines, keypoint spheres, labels, voxels.
+
+Marker ids are the objects' track ids, so a track keeps its markers from frame to frame;
+markers have a lifetime, so those of a lost track disappear on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, Vector3
+import numpy as np
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from perception_3dinn.inference.types import ObjectEstimate
+from perception_3dinn.ros.convert import pose_msg
+from perception_3dinn.skeleton import Category
+
+NAMESPACES = ('skeleton', 'keypoints', 'labels', 'voxels')
+
+
+def confidence_color(confidence: float) -> ColorRGBA:
+    """Red (0) -> yellow (0.5) -> green (1)."""
+    c = float(np.clip(confidence if np.isfinite(confidence) else 0.0, 0.0, 1.0))
+    return ColorRGBA(r=float(min(1.0, 2.0 * (1.0 - c))), g=float(min(1.0, 2.0 * c)), b=0.1,
+                     a=1.0)
+
+
+def _duration(seconds: float) -> Duration:
+    ns = int(round(seconds * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _marker(header: Header, ns: str, track_id: int, kind: int, lifetime: Duration) -> Marker:
+    m = Marker()
+    m.header = header
+    m.ns = ns
+    m.id = int(track_id)
+    m.type = kind
+    m.action = Marker.ADD
+    m.pose.orientation.w = 1.0
+    m.lifetime = lifetime
+    return m
+
+
+def object_markers(obj: ObjectEstimate, track_id: int, header: Header, category: Category,
+                   lifetime_s: float, voxel_threshold: int | None = 128,
+                   voxel_lifetime_s: float | None = None) -> list[Marker]:
+    """Markers of one object, in the header (camera optical) frame.
+
+    Args:
+        obj: the object; its keypoints_3d `(N, 3)` are in the header frame, metres.
+        track_id: marker id (stable per track).
+        voxel_threshold: draw voxels with occupancy >= this; None: no voxel marker.
+        voxel_lifetime_s: lifetime of the voxel marker (None: `lifetime_s`).
+    """
+    life = _duration(lifetime_s)
+    pts = np.asarray(obj.keypoints_3d, np.float64)
+    conf = np.asarray(obj.confidences, np.float64).reshape(-1)
+    out = []
+
+    lines = _marker(header, 'skeleton', track_id, Marker.LINE_LIST, life)
+    lines.scale.x = 0.01
+    lines.color = ColorRGBA(r=0.1, g=0.6, b=1.0, a=1.0)
+    for a, b in category.edges:
+        lines.points.append(Point(x=float(pts[a, 0]), y=float(pts[a, 1]), z=float(pts[a, 2])))
+        lines.points.append(Point(x=float(pts[b, 0]), y=float(pts[b, 1]), z=float(pts[b, 2])))
+    out.append(lines)
+
+    spheres = _marker(header, 'keypoints', track_id, Marker.SPHERE_LIST, life)
+    spheres.scale = Vector3(x=0.03, y=0.03, z=0.03)
+    spheres.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    for i, p in enumerate(pts):
+        spheres.points.append(Point(x=float(p[0]), y=float(p[1]), z=float(p[2])))
+        spheres.colors.append(confidence_color(conf[i] if i < conf.size else 0.0))
+    out.append(spheres)
+
+    label = _marker(header, 'labels', track_id, Marker.TEXT_VIEW_FACING, life)
+    top = pts[np.argmin(pts[:, 1])] if len(pts) else np.asarray(obj.t, np.float64)
+    label.pose.position = Point(x=float(top[0]), y=float(top[1]) - 0.1, z=float(top[2]))
+    label.scale.z = 0.08
+    label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+    label.text = f'{obj.category} {track_id} ({obj.score:.2f})'
+    out.append(label)
+
+    grid = obj.voxels
+    if voxel_threshold is not None and grid is not None:
+        vlife = life if voxel_lifetime_s is None else _duration(voxel_lifetime_s)
+        cubes = voxel_marker(grid, header, track_id, obj.R, obj.t, voxel_threshold, vlife)
+        if cubes is not None:
+            out.append(cubes)
+    return out
+
+
+def voxel_marker(grid: Any, header: Header, track_id: int, R: np.ndarray, t: np.ndarray,
+                 threshold: int, lifetime: Duration) -> Marker | None:
+    """Occupied voxels as a CUBE_LIST posed like the object (no TF lookup needed)."""
+    occ = np.asarray(grid.occupancy)
+    idx = np.argwhere(occ >= threshold)
+    if idx.size == 0:
+        return None
+    res = float(grid.resolution)
+    centres = np.asarray(grid.origin, np.float64) + (idx + 0.5) * res
+    m = _marker(header, 'voxels', track_id, Marker.CUBE_LIST, lifetime)
+    m.pose = pose_msg(R, t)
+    m.scale = Vector3(x=res, y=res, z=res)
+    m.color = ColorRGBA(r=0.9, g=0.5, b=0.1, a=0.35)
+    m.points = [Point(x=float(c[0]), y=float(c[1]), z=float(c[2])) for c in centres]
+    return m
+
+
+def frame_markers(kept: list[tuple[int, str, ObjectEstimate]], header: Header,
+                  category: Category, lifetime_s: float, voxel_threshold: int | None,
+                  voxel_lifetime_s: float | None = None) -> MarkerArray:
+    """MarkerArray of all published objects of a frame (`kept` from frame_messages)."""
+    out = MarkerArray()
+    for tid, _, obj in kept:
+        out.markers.extend(object_markers(obj, tid, header, category, lifetime_s,
+                                          voxel_threshold, voxel_lifetime_s))
+    return out
+
+
+def delete_all(header: Header) -> MarkerArray:
+    """A MarkerArray that clears every marker of this node (after a reset)."""
+    m = Marker()
+    m.header = header
+    m.action = Marker.DELETEALL
+    return MarkerArray(markers=[m])

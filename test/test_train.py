@@ -1,0 +1,124 @@
+"""Tests of training.train: the stages run, write checkpoints/plots, and resume exactly."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from perception_3dinn.models import load_checkpoint
+from training import train
+
+
+def _weights(path):
+    model, payload = load_checkpoint(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}, payload
+
+
+ARGS = ['interpreter', '--steps', '6', '--eval-every', '3', '--val-size', '16',
+        '--batch', '8', '--log-every', '1']
+
+
+def test_interpreter_stage_runs_and_resumes(tmp_path):
+    torch.set_num_threads(1)
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    train.main(ARGS + ['--out', str(a)])
+    for name in ('model.pt', 'last.pt', 'loss.png', 'log.jsonl', 'summary.json'):
+        assert (a / name).is_file()
+    wa, payload = _weights(a / 'model.pt')
+    assert payload['stage'] == 'interpreter' and payload['step'] == 6
+    assert payload['category']['name'] == 'chair'
+    assert 'structure_ar' in json.loads((a / 'summary.json').read_text())['metrics']
+    # Interrupted after 3 steps, then resumed: the same weights as the straight run.
+    train.main(ARGS + ['--out', str(b), '--stop-after', '3'])
+    assert not (b / 'model.pt').exists()
+    train.main(ARGS + ['--out', str(b), '--resume'])
+    wb, _ = _weights(b / 'model.pt')
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=1e-6)
+    steps = [r['step'] for r in map(json.loads, (b / 'log.jsonl').read_text().splitlines())
+             if r['kind'] == 'train']
+    assert steps == sorted(set(steps)) == list(range(6))
+    # The interpreter learned something in 6 steps: weights moved from the initial ones.
+    model0 = train.build_model(train.load_category('chair'))
+    moved = [not torch.equal(model0.state_dict()[k], wa[k]) for k in wa
+             if k.startswith('interpreter.fc')]
+    assert all(moved)
+
+
+def test_interpreter_loss_is_zero_at_ground_truth():
+    """Raw outputs equal to the targets give (near) zero loss except the perturbation."""
+    from training.losses import interpreter_loss, interpreter_targets
+    from training.synth.heatmap_sampler import HeatmapSampler, SamplerConfig
+
+    cat = train.load_category('chair')
+    model = train.build_model(cat)
+    sampler = HeatmapSampler(cat, SamplerConfig(perturb_std=0.0), seed=3)
+    batch = train.to_torch(sampler.sample(16))
+    raw = interpreter_targets(model.interpreter, batch)
+    loss, terms = interpreter_loss(model.interpreter, raw, batch, model.projection.bases)
+    assert float(loss) < 1e-3, terms
+    noisy = raw + 0.3 * torch.randn_like(raw)
+    assert float(interpreter_loss(model.interpreter, noisy, batch,
+                                  model.projection.bases)[0]) > 100 * float(loss)
+
+
+@pytest.fixture(scope='module')
+def tiny_dataset(tmp_path_factory):
+    from training.synth.generate import generate_image_dataset
+    from training.synth.images import ImageConfig
+
+    root = tmp_path_factory.mktemp('data') / 'chair_tiny'
+    generate_image_dataset('chair', 12, root, seed=5, config=ImageConfig(voxels=False),
+                           shard_size=6, progress=False)
+    return root
+
+
+def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
+    torch.set_num_threads(1)
+    common = ['--steps', '2', '--eval-every', '2', '--batch', '4', '--log-every', '1']
+    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'k'),
+                '--val-size', '4'] + common)
+    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
+    train.main(['finetune', '--data', str(tiny_dataset), '--out', str(tmp_path / 'f'),
+                '--keypoints', str(tmp_path / 'k' / 'model.pt'),
+                '--interpreter', str(tmp_path / 'i' / 'model.pt'),
+                '--synthetic-batch', '4'] + common)
+    wk, _ = _weights(tmp_path / 'k' / 'model.pt')
+    wi, _ = _weights(tmp_path / 'i' / 'model.pt')
+    merged = train.merge_stages(str(tmp_path / 'k' / 'model.pt'),
+                                str(tmp_path / 'i' / 'model.pt')).state_dict()
+    for key in merged:
+        ref = wk[key] if key.startswith('keypoint_net') else wi[key]
+        torch.testing.assert_close(merged[key], ref, rtol=0, atol=0)
+    wf, payload = _weights(tmp_path / 'f' / 'model.pt')
+    assert payload['stage'] == 'finetune'
+    assert any(not torch.equal(wf[k], merged[k]) for k in wf if k.startswith('keypoint_net'))
+    assert (tmp_path / 'f' / 'loss.png').is_file()
+
+
+def test_crop_sampler_keypoints_follow_the_image(tiny_dataset):
+    """Augmented crops move keypoints with the pixels: a bright dot drawn at a keypoint
+    lands at the transformed keypoint."""
+    from training.inn_data import CropSampler
+
+    cat = train.load_category('chair')
+    data = train.load_images(tiny_dataset)
+    sample = {k: v[0] for k, v in data.items()}
+    img = np.zeros_like(sample['image'])
+    u, v = np.round(sample['keypoints_2d'][8]).astype(int)
+    img[v - 1:v + 2, u - 1:u + 2] = 255
+    sample['image'] = img
+    sample['keypoints_2d'] = np.tile(np.array([u, v], np.float32), (10, 1))
+    crops = CropSampler(cat)
+    crops.augment = crops.augment.__class__(brightness=0, contrast=0, saturation=0,
+                                            gray_prob=0, noise_std=0)
+    for seed in range(4):
+        c = crops.crop(sample, np.random.default_rng(seed))
+        gray = c['image'].astype(float).mean(-1)
+        if gray.max() < 50:
+            continue
+        peak = np.array(np.unravel_index(gray.argmax(), gray.shape))[::-1]
+        centroid = np.array([(gray * np.arange(128)[None]).sum(), (gray * np.arange(128)[:,
+                            None]).sum()]) / gray.sum()
+        assert np.linalg.norm(centroid - c['keypoints'][0]) < 1.0, (peak, c['keypoints'][0])

@@ -1,0 +1,336 @@
+"""Evaluate a 3D-INN checkpoint and the two baselines on the fixed held-out benchmark.
+
+    python -m training.evaluate --checkpoint perception_3dinn/data/models/chair/model.pt \
+        --data datasets/chair_val_128 --out bench/results/chair_eval
+
+The benchmark is the rendered validation set ``chair_val_128`` (1,000 images, seed 2, written
+once by ``python -m training.synthesize images --category chair --count 1000
+--out datasets/chair_val_128 --seed 2 --size 128``), never used for training. Every object is
+cropped from its box as at runtime (``Crop.from_box``, pad 0.15). Reported (JSON + plots):
+
+* 2D: PCK@0.05/0.1 (visible keypoints; also over all keypoints in the image), PCP, AE;
+* 3D structure: RMSE after centring and scale normalisation, its recall curve and average
+  recall (thresholds ``metrics.RMSE_THRESHOLDS``), with two references: the mean shape and the
+  best fit of the bases to the true skeleton (the representation's ceiling);
+* viewpoint: azimuth and geodesic error; metric translation (size prior, true focal);
+* the same for the optimisation baseline (``training.baselines.fit_optimisation``) and
+  OpenCV solvePnP of the mean shape, both on the keypoints decoded from the same heatmaps
+  and given the true crop intrinsics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from perception_3dinn import metrics
+from perception_3dinn.codec import HeatmapCodec
+from perception_3dinn.models import INN3D, load_checkpoint
+from perception_3dinn.skeleton import Category, load_category
+from training.baselines import BaselineResult, fit_optimisation, pnp_mean_shape
+from training.inn_data import CropSampler
+
+
+def object_frame_keypoints(data: dict) -> np.ndarray:
+    """(B, N, 3) true skeletons in the object frame, normalised by the keypoint diagonal."""
+    R = data['R'].astype(np.float64)
+    t = data['t'].astype(np.float64)
+    kp = data['keypoints_3d'].astype(np.float64)
+    y = np.einsum('bji,bnj->bni', R, kp - t[:, None])
+    return y / data['scale_m'].astype(np.float64)[:, None, None]
+
+
+def run_model(model: INN3D, crops: CropSampler, data: dict, batch: int = 64) -> dict:
+    """Network outputs and crops of every benchmark sample (numpy, float64)."""
+    from training.train import sample_rows
+
+    n = len(data['image'])
+    out: dict[str, list] = {k: [] for k in ('heatmaps', 'structure', 'rotation',
+                                            'translation', 'focal', 'keypoints', 'visible',
+                                            'box_size')}
+    crop_list = []
+    model.eval()
+    with torch.no_grad():
+        for i in tqdm(range(0, n, batch), desc='network', leave=False):
+            b = crops.batch(sample_rows(data, range(i, min(n, i + batch))))
+            res = model(torch.from_numpy(b['input']))
+            for key, value in zip(('heatmaps', 'structure', 'rotation', 'translation',
+                                   'focal'), res):
+                out[key].append(value.numpy().astype(np.float64))
+            out['keypoints'].append(b['keypoints'])
+            out['visible'].append(b['visible'])
+            out['box_size'].append(b['box_size'])
+            crop_list += b['crops']
+    res = {k: np.concatenate(v) for k, v in out.items()}
+    res['crops'] = crop_list
+    return res
+
+
+def to_real_camera(R_crop: np.ndarray, t_crop: np.ndarray, focal_crop: np.ndarray,
+                   crops: list, K: np.ndarray, size_prior_m: float,
+                   image_size: tuple = (128, 128)) -> tuple:
+    """Interpreter poses (crop camera through the crop centre, normalised units) -> real
+    camera, metres, exactly as the runtime does (``inference.pose.interpreter_pose``: the
+    true focal fixes the depth, the size prior the scale).
+
+    Args:
+        R_crop: (B, 3, 3); t_crop: (B, 3); focal_crop: (B,); crops: B crops; K: (B, 3, 3).
+
+    Returns:
+        R (B, 3, 3), t (B, 3) metres.
+    """
+    from perception_3dinn.camera import CameraIntrinsics
+    from perception_3dinn.inference.pose import interpreter_pose
+
+    R = np.empty((len(crops), 3, 3))
+    t = np.empty((len(crops), 3))
+    for i, c in enumerate(crops):
+        cam = CameraIntrinsics.from_matrix(np.asarray(K[i], np.float64), *image_size)
+        R[i], t[i] = interpreter_pose(R_crop[i], t_crop[i], float(focal_crop[i]), c, cam,
+                                      size_prior_m)
+    return R, t
+
+
+def pose_metrics(name: str, category: Category, alpha: np.ndarray, R: np.ndarray,
+                 t_m: np.ndarray, data: dict, gt_structure: np.ndarray,
+                 ok: np.ndarray | None = None) -> dict:
+    """3D metrics of one method."""
+    rmse = metrics.structure_rmse(category.structure(alpha), gt_structure)
+    az = metrics.azimuth_error(R, data['R'])
+    geo = metrics.geodesic_error(R, data['R'])
+    te = metrics.translation_error(t_m, data['t'])
+    rel = te / np.linalg.norm(data['t'].astype(np.float64), axis=-1)
+    res = {
+        'method': name,
+        'structure_average_recall': metrics.average_recall(rmse),
+        'structure_recall_curve': metrics.recall_curve(rmse).tolist(),
+        'structure_rmse_median': float(np.median(rmse)),
+        'azimuth_median_deg': float(np.degrees(np.median(az))),
+        'azimuth_mean_deg': float(np.degrees(np.mean(az))),
+        'azimuth_acc_pi6': float(np.mean(az <= np.pi / 6)),
+        'geodesic_median_deg': float(np.degrees(np.median(geo))),
+        'geodesic_acc_pi6': float(np.mean(geo <= np.pi / 6)),
+        'translation_median_m': float(np.median(te)),
+        'translation_relative_median': float(np.median(rel)),
+    }
+    if ok is not None:
+        res['solved_fraction'] = float(np.mean(ok))
+    return res, {'rmse': rmse, 'azimuth': az, 'geodesic': geo, 'translation': te}
+
+
+def evaluate(checkpoint: str | Path, data_root: str | Path, out: str | Path,
+             limit: int = 0, baselines: bool = True, pad: float = 0.15) -> dict:
+    """Run the whole protocol; writes ``metrics.json``, ``per_sample.npz`` and plots."""
+    from training.synth.dataset import read_manifest
+    from training.train import load_images
+
+    if read_manifest(data_root).get('kind') == 'videos':
+        data = load_video_objects(data_root, limit=limit)
+    else:
+        data = load_images(data_root, limit=limit)
+    return evaluate_data(checkpoint, data, out, str(data_root), baselines, pad)
+
+
+def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str = '',
+                  baselines: bool = True, pad: float = 0.15) -> dict:
+    """:func:`evaluate` on samples already in memory (fields of rendered images)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, payload = load_checkpoint(checkpoint)
+    category = load_category(payload['category']['name'])
+    if not np.allclose(np.asarray(payload['category']['bases']), category.bases, atol=1e-6):
+        raise ValueError(f'{checkpoint} was trained with other base shapes than the current '
+                         f'category file of {category.name!r}; retrain or restore the file')
+    cfg = model.config
+    crops = CropSampler(category, cfg.input_size, pad, cfg.sigma, cfg.mean, cfg.std)
+    n = len(data['image'])
+    t0 = time.time()
+    net = run_model(model, crops, data)
+    net_s = time.time() - t0
+    codec = HeatmapCodec(cfg.input_size, cfg.stride, cfg.sigma)
+    kp_crop, conf = codec.decode(net['heatmaps'])
+    kp_img = np.stack([c.from_crop(k) for c, k in zip(net['crops'], kp_crop)])
+    gt2d = data['keypoints_2d'].astype(np.float64)
+    box = data['box'].astype(np.float64)
+    box_size = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
+    vis, inimg = data['visible'].astype(bool), data['in_image'].astype(bool)
+    res2d = {
+        'pck05': metrics.pck(kp_img, gt2d, box_size, 0.05, vis),
+        'pck10': metrics.pck(kp_img, gt2d, box_size, 0.1, vis),
+        'pck10_all_in_image': metrics.pck(kp_img, gt2d, box_size, 0.1, inimg),
+        'pck10_per_keypoint': metrics.pck_per_keypoint(kp_img, gt2d, box_size, 0.1,
+                                                       vis).tolist(),
+        'pcp': metrics.pcp(kp_img, gt2d, category.edges, vis),
+        'ae': metrics.average_error(kp_img, gt2d, box_size, vis),
+    }
+    gt_struct = object_frame_keypoints(data)
+    K = data['K'].astype(np.float64)
+    R_inn, t_inn = to_real_camera(net['rotation'], net['translation'], net['focal'],
+                                  net['crops'], K, category.size_prior_m,
+                                  tuple(data['image'].shape[2:0:-1]))
+    methods, per = {}, {}
+    methods['3d-inn'], per['3d-inn'] = pose_metrics('3D-INN', category, net['structure'],
+                                                    R_inn, t_inn, data, gt_struct)
+    fit_alpha = category.fit_structure(gt_struct)
+    ref_best = metrics.structure_rmse(category.structure(fit_alpha), gt_struct)
+    ref_mean = metrics.structure_rmse(np.broadcast_to(category.bases[0], gt_struct.shape),
+                                      gt_struct)
+    references = {'bases_best_fit_average_recall': metrics.average_recall(ref_best),
+                  'mean_shape_average_recall': metrics.average_recall(ref_mean)}
+    timings = {'network_s_per_image': net_s / n}
+    if baselines:
+        principal = np.stack([c.to_crop(k[:2, 2]) for c, k in zip(net['crops'], K)])
+        focal = np.array([c.scale * k[0, 0] for c, k in zip(net['crops'], K)])
+        for name, fn in (('pnp-mean-shape', pnp_mean_shape), ('optimisation',
+                                                                fit_optimisation)):
+            t1 = time.time()
+            r = _baseline(fn, category, kp_crop, conf, focal, principal)
+            timings[f'{name}_s_per_image'] = (time.time() - t1) / n
+            methods[name], per[name] = pose_metrics(
+                name, category, r.alpha, r.rotation, r.translation * category.size_prior_m,
+                data, gt_struct, r.ok)
+    result = {'checkpoint': str(checkpoint), 'data': name, 'count': n,
+              'category': category.name, 'pad': pad, 'keypoints_2d': res2d,
+              'methods': methods, 'references': references,
+              'rmse_thresholds': metrics.RMSE_THRESHOLDS.tolist(), 'timings': timings}
+    (out / 'metrics.json').write_text(json.dumps(result, indent=1) + '\n')
+    np.savez_compressed(out / 'per_sample.npz', keypoints=kp_img, confidence=conf,
+                        **{f'{m}_{k}': v for m, d in per.items() for k, v in d.items()})
+    plot_results(result, per, out)
+    plot_failures(data, kp_img, per['3d-inn'], category, out)
+    return result
+
+
+def load_video_objects(root: str | Path, limit: int = 0, min_box_px: float = 12.0,
+                       min_keypoints: int = 4) -> dict:
+    """Every (frame, object) of a rendered video set as image-style samples.
+
+    Objects that are present, at least ``min_box_px`` wide and high, and have at least
+    ``min_keypoints`` keypoints inside the frame are kept; ``video``, ``frame`` and
+    ``object_id`` say where each sample comes from.
+    """
+    from training.synth.dataset import ShardDataset
+
+    ds = ShardDataset(root)
+    rows: dict[str, list] = {}
+    for v in tqdm(range(len(ds)), desc='videos', leave=False):
+        s = ds[v]
+        frames = s['frames']
+        for f in range(frames.shape[0]):
+            for o in range(s['present'].shape[1]):
+                box = s['box'][f, o]
+                if not (s['present'][f, o] and s['object_valid'][o]):
+                    continue
+                if min(box[2] - box[0], box[3] - box[1]) < min_box_px or \
+                        s['in_image'][f, o].sum() < min_keypoints:
+                    continue
+                row = {'image': frames[f], 'keypoints_2d': s['keypoints_2d'][f, o],
+                       'visible': s['visible'][f, o], 'in_image': s['in_image'][f, o],
+                       'box': box, 'K': s['K'], 'R': s['R'][f, o], 't': s['t'][f, o],
+                       'structure': s['structure'][o], 'scale_m': s['scale_m'][o],
+                       'keypoints_3d': s['keypoints_3d'][f, o], 'video': v, 'frame': f,
+                       'object_id': s['object_id'][o]}
+                for key, value in row.items():
+                    rows.setdefault(key, []).append(np.asarray(value))
+        if limit and len(rows.get('image', [])) >= limit:
+            break
+    out = {k: np.stack(v) for k, v in rows.items()}
+    return {k: v[:limit] for k, v in out.items()} if limit else out
+
+
+def _baseline(fn, category: Category, kp: np.ndarray, conf: np.ndarray, focal: np.ndarray,
+              principal: np.ndarray) -> BaselineResult:
+    """Run a baseline sample by sample (each crop has its own principal point)."""
+    rows = []
+    for i in tqdm(range(len(kp)), desc=fn.__name__, leave=False):
+        # Shift keypoints so the principal point sits at 0 (the baselines take a scalar).
+        r = fn(category, kp[i:i + 1] - principal[i], conf[i:i + 1], focal[i:i + 1], 0.0)
+        rows.append(r)
+    return BaselineResult(*(np.concatenate([getattr(r, f) for r in rows])
+                            for f in ('alpha', 'rotation', 'translation', 'focal', 'ok')))
+
+
+def plot_results(result: dict, per: dict, out: Path) -> None:
+    """Recall curve of structure RMSE, azimuth error CDF, PCK per keypoint."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    th = np.asarray(result['rmse_thresholds'])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, m in result['methods'].items():
+        axes[0].plot(th, m['structure_recall_curve'],
+                     label=f"{m['method']} (AR {m['structure_average_recall']:.3f})")
+        az = np.sort(np.degrees(per[key]['azimuth']))
+        axes[1].plot(az, np.arange(1, len(az) + 1) / len(az),
+                     label=f"{m['method']} (median {m['azimuth_median_deg']:.1f})")
+    axes[0].set_xlabel('structure RMSE threshold (unit RMS radius)')
+    axes[0].set_ylabel('recall')
+    axes[0].set_title('3D structure')
+    axes[0].legend()
+    axes[1].set_xscale('log')
+    axes[1].set_xlabel('azimuth error (deg)')
+    axes[1].set_ylabel('fraction of objects')
+    axes[1].set_title('viewpoint')
+    axes[1].legend()
+    pck = result['keypoints_2d']['pck10_per_keypoint']
+    axes[2].bar(range(len(pck)), pck)
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title(f"PCK@0.1 per keypoint (all {result['keypoints_2d']['pck10']:.3f})")
+    fig.tight_layout()
+    fig.savefig(out / 'evaluation.png', dpi=90)
+    plt.close(fig)
+
+
+def plot_failures(data: dict, kp_img: np.ndarray, per: dict, category: Category, out: Path,
+                  count: int = 8) -> None:
+    """The ``count`` worst azimuth errors, with predicted (red) and true (green) skeletons."""
+    import cv2
+
+    worst = np.argsort(-per['azimuth'])[:count]
+    tiles = []
+    for i in worst:
+        img = np.ascontiguousarray(data['image'][i]).copy()
+        img = cv2.resize(img, (256, 256), interpolation=cv2.INTER_NEAREST)
+        s = 256 / data['image'][i].shape[0]
+        for pts, col in ((data['keypoints_2d'][i], (0, 200, 0)), (kp_img[i], (255, 0, 0))):
+            p = np.round((np.asarray(pts, np.float64) + 0.5) * s - 0.5).astype(int)
+            for a, b in category.edges:
+                cv2.line(img, tuple(p[a]), tuple(p[b]), col, 1, cv2.LINE_AA)
+        cv2.putText(img, f'#{i} az err {np.degrees(per["azimuth"][i]):.0f}', (4, 14),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(img)
+    grid = np.concatenate([np.concatenate(tiles[:4], 1), np.concatenate(tiles[4:8], 1)], 0)
+    cv2.imwrite(str(out / 'failures.png'), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog='python -m training.evaluate', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--checkpoint', required=True, help='INN3D checkpoint (.pt)')
+    p.add_argument('--data', default='datasets/chair_val_128', help='benchmark folder')
+    p.add_argument('--out', required=True, help='output folder (metrics.json, plots)')
+    p.add_argument('--limit', type=int, default=0, help='only the first N samples')
+    p.add_argument('--no-baselines', action='store_true', help='skip the two baselines')
+    p.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
+    p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    res = evaluate(args.checkpoint, args.data, args.out, args.limit, not args.no_baselines,
+                   args.pad)
+    summary = {'keypoints_2d': {k: v for k, v in res['keypoints_2d'].items()
+                                if not isinstance(v, list)},
+               'references': res['references']}
+    for key, m in res['methods'].items():
+        summary[key] = {k: v for k, v in m.items() if not isinstance(v, list)}
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == '__main__':
+    main()

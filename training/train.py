@@ -1,0 +1,477 @@
+"""Train the 3D Interpreter Network in the three stages of seed 000 (sec. 3.3).
+
+    python -m training.train interpreter --out runs/interpreter --steps 20000
+    python -m training.train keypoints --data datasets/chair_train_128 --out runs/keypoints
+    python -m training.train finetune --keypoints runs/keypoints/model.pt \
+        --interpreter runs/interpreter/model.pt --data datasets/chair_train_128 \
+        --out runs/finetune
+
+Every stage is seeded (each step's batch comes from a generator seeded by (seed, step), so a
+resumed run sees the same data), resumable (``--resume`` continues from ``<out>/last.pt``),
+shows a tqdm bar, writes ``<out>/log.jsonl``, ``<out>/loss.png`` and a checkpoint
+``<out>/model.pt`` that carries config, category and normalisation
+(:mod:`perception_3dinn.models.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from perception_3dinn import metrics
+from perception_3dinn.models import (
+    category_record,
+    INN3D,
+    load_checkpoint,
+    make_config,
+    read_checkpoint,
+    save_checkpoint,
+)
+from perception_3dinn.skeleton import Category, load_category
+from training.inn_data import CropSampler
+from training.losses import cosine_lr, heatmap_loss, interpreter_loss, reprojection_loss
+from training.synth.heatmap_sampler import HeatmapSampler, SamplerConfig
+
+
+def to_torch(batch: dict, keys: tuple | None = None) -> dict:
+    """numpy batch -> float32 (bool stays bool) torch tensors."""
+    out = {}
+    for key, value in batch.items():
+        if keys is not None and key not in keys:
+            continue
+        arr = np.asarray(value)
+        out[key] = torch.from_numpy(arr if arr.dtype == bool else arr.astype(np.float32))
+    return out
+
+
+def build_model(category: Category, input_size: int = 128, refine: bool = False,
+                sampler: SamplerConfig | None = None) -> INN3D:
+    """A fresh INN3D for ``category`` with output normalisation matched to the sampler."""
+    stats = sampler_statistics(category, sampler or SamplerConfig(input_size=input_size))
+    cfg = make_config(category.name, category.num_keypoints, category.alpha_std,
+                      input_size=input_size, refine=refine, **stats)
+    return INN3D(cfg, torch.tensor(category.bases, dtype=torch.float32))
+
+
+def sampler_statistics(category: Category, config: SamplerConfig, count: int = 4096) -> dict:
+    """Mean/std of log focal and log (focal / t_z) under the sampler (output normalisation)."""
+    geo = HeatmapSampler(category, config, seed=12345).sample_geometry(count)
+    log_f = np.log(geo['focal'])
+    log_s = np.log(geo['focal'] / geo['translation'][:, 2])
+    return {'log_focal_mean': round(float(log_f.mean()), 4),
+            'log_focal_std': round(float(log_f.std()), 4),
+            'log_scale_mean': round(float(log_s.mean()), 4),
+            'log_scale_std': round(float(log_s.std()), 4)}
+
+
+class Run:
+    """Output folder of a stage: log, loss curve, checkpoints, resume."""
+
+    def __init__(self, out: str | Path, stage: str) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stage = stage
+        self.log_path = self.out / 'log.jsonl'
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(record) + '\n')
+
+    def records(self) -> list[dict]:
+        if not self.log_path.is_file():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def truncate_log(self, step: int) -> None:
+        """Drop log records after ``step`` (when resuming from an older checkpoint)."""
+        keep = [r for r in self.records() if r.get('step', 0) <= step]
+        self.log_path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
+
+    def plot(self) -> Path:
+        """Loss curves (train loss and every logged validation number) as PNG."""
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+
+        recs = self.records()
+        train = [r for r in recs if r.get('kind') == 'train']
+        val = [r for r in recs if r.get('kind') == 'val']
+        val_keys = sorted({k for r in val for k in r if k not in ('kind', 'step', 'time_s')})
+        fig, axes = plt.subplots(1, 1 + bool(val_keys), figsize=(11 if val_keys else 6, 4))
+        axes = np.atleast_1d(axes)
+        if train:
+            steps = np.array([r['step'] for r in train])
+            loss = np.array([r['loss'] for r in train])
+            axes[0].plot(steps, loss, lw=0.6, alpha=0.5, label='loss')
+            if len(loss) > 20:
+                k = max(1, len(loss) // 50)
+                smooth = np.convolve(loss, np.ones(k) / k, mode='valid')
+                axes[0].plot(steps[k - 1:], smooth, lw=1.5, label=f'mean of {k}')
+            axes[0].set_yscale('log')
+            axes[0].legend()
+        axes[0].set_xlabel('step')
+        axes[0].set_title(f'{self.stage}: training loss')
+        if val_keys:
+            for key in val_keys:
+                pts = [(r['step'], r[key]) for r in val if key in r]
+                axes[1].plot(*zip(*pts), marker='o', label=key)
+            axes[1].set_xlabel('step')
+            axes[1].set_title('validation')
+            axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        path = self.out / 'loss.png'
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def set_threads(threads: int) -> None:
+    """Limit torch intra-op threads (the training machine is shared)."""
+    torch.set_num_threads(max(1, threads))
+    os.environ.setdefault('OMP_NUM_THREADS', str(threads))
+
+
+# -- stage 2: interpreter on synthetic heatmaps -------------------------------------------
+
+def evaluate_interpreter(model: INN3D, category: Category, val: dict) -> dict:
+    """Structure average recall, azimuth/geodesic errors, 2D reprojection on a sampler set."""
+    model.eval()
+    with torch.no_grad():
+        outs = [model.interpreter(torch.from_numpy(val['heatmaps'][i:i + 256]))
+                for i in range(0, len(val['heatmaps']), 256)]
+    structure = np.concatenate([o[0].numpy() for o in outs]).astype(np.float64)
+    rotation = np.concatenate([o[1].numpy() for o in outs]).astype(np.float64)
+    rmse = metrics.structure_rmse(category.structure(structure), val['points3d'])
+    az = metrics.azimuth_error(rotation, val['rotation'])
+    geo = metrics.geodesic_error(rotation, val['rotation'])
+    model.train()
+    return {'structure_ar': metrics.average_recall(rmse),
+            'structure_rmse_median': float(np.median(rmse)),
+            'azimuth_median_deg': float(np.degrees(np.median(az))),
+            'geodesic_median_deg': float(np.degrees(np.median(geo)))}
+
+
+def train_interpreter(args: argparse.Namespace) -> Path:
+    """Stage 2: the interpreter on heatmaps from :class:`HeatmapSampler`."""
+    category = load_category(args.category)
+    run = Run(args.out, 'interpreter')
+    sconf = SamplerConfig(input_size=args.input_size)
+    if args.init:
+        model, _ = load_checkpoint(args.init)
+    else:
+        model = build_model(category, args.input_size, args.refine, sconf)
+    model.train()
+    params = list(model.interpreter.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    step = resume(run, model, opt, args.resume)
+    bases = model.projection.bases
+    sampler = HeatmapSampler(category, sconf, seed=args.seed)
+    val = HeatmapSampler(category, sconf, seed=args.seed + 1_000_003).sample(args.val_size)
+    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='interpreter')
+    t0 = time.time()
+    for step in bar:
+        if args.stop_after and step >= args.stop_after:
+            bar.close()
+            return run.out / 'last.pt'
+        sampler.rng = np.random.default_rng([args.seed, step])
+        batch = to_torch(sampler.sample(args.batch))
+        for group in opt.param_groups:
+            group['lr'] = cosine_lr(step, args.steps, args.lr)
+        raw = model.interpreter.forward_raw(batch['heatmaps'])
+        loss, terms = interpreter_loss(model.interpreter, raw, batch, bases)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        if step % args.log_every == 0:
+            run.log({'kind': 'train', 'step': step, 'loss': loss.item(), **terms,
+                     'time_s': round(time.time() - t0, 1)})
+            bar.set_postfix(loss=f'{loss.item():.3f}')
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            res = evaluate_interpreter(model, category, val)
+            run.log({'kind': 'val', 'step': step + 1, **res})
+            bar.write(f'step {step + 1}: ' + ', '.join(f'{k} {v:.4f}' for k, v in res.items()))
+            save_checkpoint(run.out / 'last.pt', model, category_record(category),
+                            'interpreter', step + 1, opt, res)
+            run.plot()
+    res = evaluate_interpreter(model, category, val)
+    return finish(run, model, category, 'interpreter', args.steps, res)
+
+
+def resume(run: Run, model: INN3D, opt: torch.optim.Optimizer, enabled: bool) -> int:
+    """Load ``last.pt`` when resuming; returns the step to continue from."""
+    last = run.out / 'last.pt'
+    if not enabled or not last.is_file():
+        if run.log_path.is_file() and not enabled:
+            run.log_path.unlink()
+        return 0
+    payload = read_checkpoint(last)
+    model.load_state_dict(payload['state_dict'])
+    if 'optimizer' in payload:
+        opt.load_state_dict(payload['optimizer'])
+    run.truncate_log(payload['step'])
+    tqdm.write(f'resuming {run.stage} from {last} at step {payload["step"]}')
+    return int(payload['step'])
+
+
+def finish(run: Run, model: INN3D, category: Category, stage: str, step: int,
+           res: dict, extra: dict | None = None) -> Path:
+    """Write ``model.pt`` (no optimizer state), the loss curve and a summary JSON."""
+    path = save_checkpoint(run.out / 'model.pt', model, category_record(category), stage,
+                           step, None, res, extra)
+    run.plot()
+    (run.out / 'summary.json').write_text(json.dumps({'stage': stage, 'step': step,
+                                                      'metrics': res}, indent=1) + '\n')
+    tqdm.write(f'{stage}: wrote {path}: ' + json.dumps(res))
+    return path
+
+
+# -- image data ----------------------------------------------------------------------------
+
+IMAGE_FIELDS = ['image', 'keypoints_2d', 'visible', 'in_image', 'box', 'K', 'R', 't',
+                'structure', 'scale_m', 'keypoints_3d']
+
+
+def load_images(root: str | Path, fields: list[str] | None = None,
+                limit: int = 0) -> dict[str, np.ndarray]:
+    """All (or the first ``limit``) samples of a rendered data set in memory, by field."""
+    from training.synth.dataset import ShardDataset
+
+    ds = ShardDataset(root, fields=fields or IMAGE_FIELDS)
+    parts: dict[str, list] = {}
+    count = 0
+    for i in tqdm(range(len(ds.shards)), desc=f'loading {Path(root).name}', leave=False):
+        data = ds.load_shard(i)
+        for key, value in data.items():
+            parts.setdefault(key, []).append(value)
+        count += len(next(iter(data.values())))
+        if limit and count >= limit:
+            break
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    if limit:
+        out = {k: v[:limit] for k, v in out.items()}
+    return out
+
+
+def sample_rows(data: dict[str, np.ndarray], index: np.ndarray) -> list[dict]:
+    """Rows of an in-memory data set as per-sample dicts."""
+    return [{k: v[i] for k, v in data.items()} for i in index]
+
+
+# -- stage 1: keypoint network on rendered images ------------------------------------------
+
+def evaluate_keypoints(model: INN3D, crops: CropSampler, val: dict, batch: int = 64) -> dict:
+    """PCK@0.05/0.1 (visible keypoints) of the keypoint network on unaugmented crops."""
+    model.eval()
+    n = len(val['image'])
+    kp_all, gt_all, vis_all, size_all = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            b = crops.batch(sample_rows(val, range(i, min(n, i + batch))))
+            hm = model.heatmaps(torch.from_numpy(b['input'])).numpy()
+            kp, _ = crops.codec.decode(hm)
+            kp_all.append(kp)
+            gt_all.append(b['keypoints'])
+            vis_all.append(b['visible'])
+            size_all.append(b['box_size'])
+    kp, gt = np.concatenate(kp_all), np.concatenate(gt_all)
+    vis, size = np.concatenate(vis_all), np.concatenate(size_all)
+    model.train()
+    return {'pck05': metrics.pck(kp, gt, size, 0.05, vis),
+            'pck10': metrics.pck(kp, gt, size, 0.1, vis)}
+
+
+def train_keypoints(args: argparse.Namespace) -> Path:
+    """Stage 1: keypoint heatmaps on rendered, augmented crops."""
+    category = load_category(args.category)
+    run = Run(args.out, 'keypoints')
+    if args.init:
+        model, _ = load_checkpoint(args.init)
+    else:
+        model = build_model(category, args.input_size, args.refine)
+    model.train()
+    cfg = model.config
+    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
+    train = load_images(args.data, limit=args.limit)
+    val = load_images(args.val, limit=args.val_size) if args.val else \
+        {k: v[-args.val_size:] for k, v in train.items()}
+    params = list(model.keypoint_net.parameters())
+    if model.refine is not None:
+        params += list(model.refine.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    step = resume(run, model, opt, args.resume)
+    n = len(train['image']) - (0 if args.val else args.val_size)
+    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='keypoints')
+    t0 = time.time()
+    for step in bar:
+        if args.stop_after and step >= args.stop_after:
+            bar.close()
+            return run.out / 'last.pt'
+        rng = np.random.default_rng([args.seed, step])
+        b = crops.batch(sample_rows(train, rng.integers(0, n, args.batch)), rng)
+        for group in opt.param_groups:
+            group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=100)
+        hm = model.heatmaps(torch.from_numpy(b['input']))
+        loss = heatmap_loss(hm, torch.from_numpy(b['heatmaps']))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % args.log_every == 0:
+            run.log({'kind': 'train', 'step': step, 'loss': loss.item(),
+                     'time_s': round(time.time() - t0, 1)})
+            bar.set_postfix(loss=f'{loss.item():.3f}')
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            res = evaluate_keypoints(model, crops, val)
+            run.log({'kind': 'val', 'step': step + 1, **res})
+            bar.write(f'step {step + 1}: ' + ', '.join(f'{k} {v:.4f}' for k, v in res.items()))
+            save_checkpoint(run.out / 'last.pt', model, category_record(category),
+                            'keypoints', step + 1, opt, res)
+            run.plot()
+    res = evaluate_keypoints(model, crops, val)
+    return finish(run, model, category, 'keypoints', args.steps, res,
+                  {'pad': args.pad, 'data': str(args.data)})
+
+
+# -- stage 3: end-to-end fine-tuning through the projection layer --------------------------
+
+def merge_stages(keypoints_ckpt: str, interpreter_ckpt: str) -> INN3D:
+    """The keypoint net (and refinement) of one checkpoint + the interpreter of another."""
+    model, _ = load_checkpoint(interpreter_ckpt)
+    kp_model, _ = load_checkpoint(keypoints_ckpt)
+    if kp_model.config.keypoint != model.config.keypoint:
+        raise ValueError('the two checkpoints have different keypoint networks')
+    model.keypoint_net.load_state_dict(kp_model.keypoint_net.state_dict())
+    if kp_model.refine is not None:
+        if model.refine is None:
+            raise ValueError('keypoint checkpoint has a refinement stage, interpreter not')
+        model.refine.load_state_dict(kp_model.refine.state_dict())
+    return model
+
+
+def finetune(args: argparse.Namespace) -> Path:
+    """Stage 3: image -> heatmaps -> interpreter -> projection layer, supervised by 2D
+    keypoints only, mixed with synthetic 3D batches (interpreter loss on the heatmap
+    sampler) so that shapes stay plausible; a heatmap loss keeps the keypoint net sharp."""
+    category = load_category(args.category)
+    run = Run(args.out, 'finetune')
+    model = merge_stages(args.keypoints, args.interpreter)
+    model.train()
+    cfg = model.config
+    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
+    train = load_images(args.data, limit=args.limit)
+    n = len(train['image'])
+    sampler = HeatmapSampler(category, SamplerConfig(input_size=cfg.input_size), args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step = resume(run, model, opt, args.resume)
+    bases = model.projection.bases
+    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='finetune')
+    t0 = time.time()
+    for step in bar:
+        if args.stop_after and step >= args.stop_after:
+            bar.close()
+            return run.out / 'last.pt'
+        rng = np.random.default_rng([args.seed, step])
+        b = crops.batch(sample_rows(train, rng.integers(0, n, args.batch)), rng)
+        for group in opt.param_groups:
+            group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=50)
+        hm, structure, rotation, translation, focal = model(torch.from_numpy(b['input']))
+        proj = model.project(structure, rotation, translation, focal)
+        l_2d = reprojection_loss(proj, torch.from_numpy(b['keypoints']).float(),
+                                 torch.from_numpy(b['labelled']), cfg.input_size)
+        l_hm = heatmap_loss(hm, torch.from_numpy(b['heatmaps']))
+        sampler.rng = np.random.default_rng([args.seed, step, 1])
+        syn = to_torch(sampler.sample(args.synthetic_batch))
+        raw = model.interpreter.forward_raw(syn['heatmaps'])
+        l_syn, _ = interpreter_loss(model.interpreter, raw, syn, bases)
+        loss = args.w_2d * l_2d + args.w_heatmap * l_hm + args.w_synthetic * l_syn
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        if step % args.log_every == 0:
+            run.log({'kind': 'train', 'step': step, 'loss': loss.item(),
+                     'reprojection': l_2d.item(), 'heatmap': l_hm.item(),
+                     'synthetic': l_syn.item(), 'time_s': round(time.time() - t0, 1)})
+            bar.set_postfix(loss=f'{loss.item():.3f}', rep=f'{l_2d.item():.4f}')
+        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            save_checkpoint(run.out / 'last.pt', model, category_record(category), 'finetune',
+                            step + 1, opt, {})
+            run.plot()
+    return finish(run, model, category, 'finetune', args.steps, {},
+                  {'pad': args.pad, 'data': str(args.data), 'keypoints': args.keypoints,
+                   'interpreter': args.interpreter})
+
+
+# -- CLI ----------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m training.train', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest='stage', required=True)
+
+    def common(sp: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
+        sp.add_argument('--category', default='chair', help='category name or JSON path')
+        sp.add_argument('--out', required=True, help='run folder (checkpoints, logs, plots)')
+        sp.add_argument('--steps', type=int, default=steps, help='optimiser steps')
+        sp.add_argument('--batch', type=int, default=batch, help='batch size')
+        sp.add_argument('--lr', type=float, default=lr, help='peak learning rate')
+        sp.add_argument('--seed', type=int, default=0, help='random seed')
+        sp.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+        sp.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
+        sp.add_argument('--log-every', type=int, default=25, help='steps between log lines')
+        sp.add_argument('--eval-every', type=int, default=1000,
+                        help='steps between validation + checkpoint')
+        sp.add_argument('--input-size', type=int, default=128, help='crop size S')
+        sp.add_argument('--stop-after', type=int, default=0,
+                        help='stop (resumably) once this step is reached; 0 = run to --steps')
+
+    sp = sub.add_parser('interpreter', help='stage 2: interpreter on synthetic heatmaps')
+    common(sp, 20000, 64, 1e-3)
+    sp.add_argument('--init', default='', help='start from this checkpoint')
+    sp.add_argument('--refine', action='store_true', help='model with refinement bottleneck')
+    sp.add_argument('--val-size', type=int, default=1000, help='validation samples')
+
+    sp = sub.add_parser('keypoints', help='stage 1: keypoint net on rendered images')
+    common(sp, 3000, 32, 2e-3)
+    sp.add_argument('--data', required=True, help='rendered training set folder')
+    sp.add_argument('--val', default='', help='rendered validation set (default: hold out '
+                    'the last --val-size training samples)')
+    sp.add_argument('--val-size', type=int, default=300, help='validation samples')
+    sp.add_argument('--limit', type=int, default=0, help='use only the first N samples')
+    sp.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
+    sp.add_argument('--init', default='', help='start from this checkpoint')
+    sp.add_argument('--refine', action='store_true', help='add the refinement bottleneck')
+
+    sp = sub.add_parser('finetune', help='stage 3: end-to-end through the projection layer')
+    common(sp, 600, 16, 1e-4)
+    sp.add_argument('--keypoints', required=True, help='stage-1 checkpoint')
+    sp.add_argument('--interpreter', required=True, help='stage-2 checkpoint')
+    sp.add_argument('--data', required=True, help='rendered training set folder')
+    sp.add_argument('--limit', type=int, default=0, help='use only the first N samples')
+    sp.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
+    sp.add_argument('--synthetic-batch', type=int, default=32,
+                    help='synthetic 3D samples per step (keeps shapes plausible)')
+    sp.add_argument('--w-2d', type=float, default=5.0, help='weight of the 2D reprojection')
+    sp.add_argument('--w-heatmap', type=float, default=1.0, help='weight of the heatmap loss')
+    sp.add_argument('--w-synthetic', type=float, default=1.0,
+                    help='weight of the synthetic 3D interpreter loss')
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    set_threads(args.threads)
+    torch.manual_seed(args.seed)
+    {'interpreter': train_interpreter, 'keypoints': train_keypoints,
+     'finetune': finetune}[args.stage](args)
+
+
+if __name__ == '__main__':
+    main()
