@@ -199,7 +199,11 @@ def _video_lines(video: dict, note: str) -> list[str]:
                       ('mean_trans_lag_frames', 'translation lag, frames')):
         lines.append(f'| {name} | {summary[key + "_raw"]} | {summary[key + "_smooth"]} |')
     if 'rot_jitter_cut_pct' in summary:
-        lines += ['', f'Rotation jitter cut: {summary["rot_jitter_cut_pct"]} %.']
+        lines += ['', f'Rotation jitter cut: {summary["rot_jitter_cut_pct"]} %. Lag added by '
+                  f'smoothing (smoothed minus raw fit, frames): rotation '
+                  f'{summary.get("mean_added_rot_lag_frames")}, translation '
+                  f'{summary.get("mean_added_trans_lag_frames")}; the raw estimates show a '
+                  'fitted "lag" of their own because their errors are correlated in time.']
     return lines
 
 

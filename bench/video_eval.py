@@ -269,6 +269,11 @@ def evaluate_videos(root: str | Path, manifest: str | Path | None,
         for key in ('rot_jitter_deg', 'trans_jitter_mm', 'rot_lag_frames', 'trans_lag_frames'):
             vals = [r[f'{key}_{tag}'] for r in rows if f'{key}_{tag}' in r]
             summary[f'mean_{key}_{tag}'] = round(float(np.mean(vals)), 3) if vals else None
+    for key in ('rot_lag_frames', 'trans_lag_frames'):
+        pairs = [r[f'{key}_smooth'] - r[f'{key}_raw'] for r in rows if f'{key}_raw' in r]
+        # the lag fit also finds a 'lag' in raw estimates whose errors are correlated in time:
+        # what smoothing adds is the difference
+        summary[f'mean_added_{key}'] = round(float(np.mean(pairs)), 3) if pairs else None
     if summary.get('mean_rot_jitter_deg_raw'):
         summary['rot_jitter_cut_pct'] = round(100.0 * (
             1.0 - summary['mean_rot_jitter_deg_smooth'] / summary['mean_rot_jitter_deg_raw']), 1)

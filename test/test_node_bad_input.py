@@ -85,11 +85,34 @@ def test_nan_camera_info_is_rejected_and_the_last_valid_one_kept(harness: Harnes
     _good_frame(harness, 13.0)
 
 
+def test_camera_info_with_unusable_distortion_is_rejected(harness: Harness,
+                                                          node: NodeProcess) -> None:
+    # Three coefficients: a valid-looking message whose D OpenCV refuses in every PnP call.
+    bad = camera_info_msg(13.3)
+    bad.d = [0.01, 0.01, 0.01]
+    mark = len(node.lines)
+    harness.send_frame(13.3, info=bad)
+    line = _expect_warning(harness, node, mark, '3 distortion coefficients')
+    assert 'keeping the last valid camera_info' in line
+    # The frame is processed with the last valid intrinsics instead of failing.
+    assert len(harness.frame_outputs(13.3)['objects'].objects) == 1
+    assert 'frame failed' not in node.log_since(mark)
+    _good_frame(harness, 13.6)
+
+
 def test_unsupported_encoding(harness: Harness, node: NodeProcess) -> None:
     mark = len(node.lines)
     harness.send_frame(14.0, image=image_msg(14.0, encoding='weird42'))
     _expect_warning(harness, node, mark, "unsupported image encoding 'weird42'")
     _good_frame(harness, 15.0)
+
+
+def test_small_boxes_are_filtered_not_reported_as_bad(harness: Harness) -> None:
+    # A 10 px box is below filter.min_box_size_px (16): configured filtering, like the class
+    # filter, so it is not counted in total.bad.boxes (checked at the end of the module).
+    dets = detections_msg(15.5, [(160.0, 110.0, 120.0, 190.0), (50.0, 50.0, 10.0, 10.0)])
+    harness.send_frame(15.5, detections=dets)
+    assert len(harness.frame_outputs(15.5)['objects'].objects) == 1
 
 
 def test_wrong_data_length(harness: Harness, node: NodeProcess) -> None:
@@ -101,12 +124,28 @@ def test_wrong_data_length(harness: Harness, node: NodeProcess) -> None:
     _good_frame(harness, 17.0)
 
 
-def test_empty_out_of_image_and_nan_boxes(harness: Harness, node: NodeProcess) -> None:
-    boxes = [(50.0, 50.0, 0.0, 0.0), (5000.0, 5000.0, 40.0, 40.0), (math.nan, 10.0, 5.0, 5.0)]
+def test_empty_frame_id_is_reported(harness: Harness, node: NodeProcess) -> None:
+    img = image_msg(17.5)
+    img.header.frame_id = ''
     mark = len(node.lines)
-    harness.send_frame(18.0, detections=detections_msg(18.0, boxes))
+    harness.send_frame(17.5, image=img)
+    line = _expect_warning(harness, node, mark, 'empty header.frame_id')
+    assert 'output.camera_frame' in line
+    # Still answered (the stamp is kept), with the empty frame it came with.
+    assert harness.frame_outputs(17.5)['objects'].header.frame_id == ''
+    _good_frame(harness, 17.7)
+
+
+def test_empty_out_of_image_and_nan_boxes(harness: Harness, node: NodeProcess) -> None:
+    boxes = [(50.0, 50.0, 0.0, 0.0), (5000.0, 5000.0, 40.0, 40.0), (math.nan, 10.0, 5.0, 5.0),
+             (160.0, 110.0, 120.0, 190.0)]
+    dets = detections_msg(18.0, boxes)
+    dets.detections[3].results[0].hypothesis.score = math.nan  # a good box, a broken score
+    mark = len(node.lines)
+    harness.send_frame(18.0, detections=dets)
     line = _expect_warning(harness, node, mark, 'detection boxes skipped')
     assert 'non-finite' in line and 'outside the image' in line
+    assert '#3: detector score nan' in line
     # The frame is still answered, with no objects.
     assert harness.frame_outputs(18.0)['objects'].objects == []
     _good_frame(harness, 19.0)
@@ -152,18 +191,23 @@ def test_node_is_alive_and_counted_the_bad_inputs(harness: Harness,
                                                   node: NodeProcess) -> None:
     assert node.alive()
 
+    # Only /diagnostics published after every earlier test finished count (the one in flight
+    # when this test starts may predate the last events): skip the first that arrives.
+    mark = len(harness.received['diagnostics'])
+
     def counters() -> dict | None:
-        for arr in reversed(harness.received['diagnostics']):
-            values = {kv.key: float(kv.value) for kv in arr.status[0].values
-                      if kv.key.startswith('total.')}
-            if values.get('total.processed', 0) >= 10:
-                return values
-        return None
+        fresh = harness.received['diagnostics'][mark + 1:]
+        if not fresh:
+            return None
+        values = {kv.key: float(kv.value) for kv in fresh[-1].status[0].values
+                  if kv.key.startswith('total.')}
+        return values if values.get('total.processed', 0) >= 10 else None
 
     values = harness.wait_for(counters)
     assert values['total.bad.image'] == 2
-    assert values['total.bad.camera_info'] == 1
-    assert values['total.bad.boxes'] == 3
+    assert values['total.bad.camera_info'] == 2
+    assert values['total.bad.boxes'] == 4
+    assert values['total.bad.frame_id'] == 1
     assert values['total.dropped.duplicate'] == 1
     assert values['total.dropped.out_of_order'] == 1
     assert values['total.clock_jumps'] >= 1

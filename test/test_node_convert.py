@@ -74,6 +74,24 @@ def test_bad_images_raise_clear_errors(rgb: np.ndarray) -> None:
         convert.image_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
 
 
+def test_compressed_image_announcing_too_many_pixels_is_an_input_error() -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+
+    # A 130-byte PNG whose header says 40000 x 40000 (over OpenCV's decode limit, where
+    # cv2.imdecode raises instead of returning None).
+    png = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 40000, 40000, 8, 2,
+                                                             0, 0, 0))
+           + chunk(b'IDAT', zlib.compress(bytes(100))) + chunk(b'IEND', b''))
+    with pytest.raises(convert.InputError, match='could not be decoded') as err:
+        convert.image_to_rgb(CompressedImage(format='png', data=png))
+    assert err.value.kind == 'decode'
+
+
 def test_compressed_png_is_lossless(rgb: np.ndarray) -> None:
     ok, png = cv2.imencode('.png', rgb[:, :, ::-1])
     assert ok
@@ -97,6 +115,33 @@ def test_camera_info_to_intrinsics() -> None:
         convert.camera_info_to_intrinsics(_camera_info(fx=math.nan))
     with pytest.raises(ValueError, match='no calibration'):
         convert.camera_info_to_intrinsics(CameraInfo(width=640, height=480))
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 6, 7, 20])
+def test_camera_info_with_a_distortion_length_opencv_refuses_is_rejected(n: int) -> None:
+    msg = _camera_info()
+    msg.d = [0.01] * n
+    with pytest.raises(convert.InputError, match=f'{n} distortion coefficients') as err:
+        convert.camera_info_to_intrinsics(msg)
+    assert err.value.kind == 'distortion'
+
+
+@pytest.mark.parametrize('n', [4, 5, 8, 12, 14])
+def test_accepted_distortion_lengths_work_in_opencv(n: int) -> None:
+    msg = _camera_info()
+    msg.d = [0.01] * n
+    intr = convert.camera_info_to_intrinsics(msg)
+    assert len(intr.distortion) == n
+    # The coefficients are usable as they are (what the pipeline's PnP does with them).
+    pts = np.array([[300.0, 200.0], [10.0, 400.0]])
+    out = cv2.undistortPoints(pts.reshape(-1, 1, 2), intr.K, intr.dist_coeffs)
+    assert np.all(np.isfinite(out))
+
+
+def test_all_zero_distortion_of_any_length_means_none() -> None:
+    msg = _camera_info()
+    msg.d = [0.0] * 20
+    assert convert.camera_info_to_intrinsics(msg).distortion == ()
 
 
 def test_detections_to_boxes() -> None:

@@ -44,9 +44,14 @@ def test_clock_jump_back_resets_tracks(node: NodeProcess) -> None:
         # The bag starts over: /clock goes back 95 s (stamps too, as in a looped bag).
         now['sec'] = 5
         h.wait_for(lambda: any('ROS clock jumped back' in ln for ln in node.lines[mark:]))
+        # The next image still moves forward in stamp: only the /clock jump can have reset
+        # the tracks, so a new track (ids are never reused) proves that path.
+        h.send_frame(t + 0.2)
+        after_clock = h.frame_outputs(t + 0.2)['objects'].objects[0].track_id
+        assert after_clock != first
         h.send_frame(5.0)
         after = h.frame_outputs(5.0)['objects'].objects[0].track_id
-        assert after != first
+        assert after not in (first, after_clock)
         assert node.alive()
     finally:
         h.close()

@@ -109,9 +109,9 @@ def test_video_dataset_deterministic_and_preview(tmp_path):
                                progress=False)
     generate_video_dataset('chair', 3, tmp_path / 'b', seed=3, config=cfg, shard_size=2,
                            workers=2, progress=False)
-    for s in a['shards']:
-        assert (tmp_path / 'a' / s['file']).read_bytes() == \
-            (tmp_path / 'b' / s['file']).read_bytes()
+    assert [s['count'] for s in a['shards']] == [2, 1]
+    for name in [s['file'] for s in a['shards']] + ['manifest.json']:
+        assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
     ds = dataset.ShardDataset(tmp_path / 'a', verify=True)
     assert len(ds) == 3 and ds.kind == 'videos'
     v = ds[2]

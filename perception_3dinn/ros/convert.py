@@ -61,11 +61,17 @@ def ns_to_stamp(ns: int) -> Time:
 # Inputs
 
 
+# Numbers of distortion coefficients OpenCV accepts (k1, k2, p1, p2[, k3[, k4-k6[, s1-s4
+# [, tau_x, tau_y]]]]).
+OPENCV_DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
+
+
 def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     """sensor_msgs/CameraInfo -> CameraIntrinsics (K and D of the raw image).
 
     Raises:
-        ValueError: no calibration (K all zero), NaN values, non-positive focal or size.
+        ValueError: no calibration (K all zero), NaN values, non-positive focal or size, a
+            number of distortion coefficients OpenCV cannot use.
     """
     k = np.asarray(msg.k, np.float64)
     if k.shape != (9,) or not np.any(k):
@@ -73,6 +79,12 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
                          'calibrate the camera or publish its intrinsics')
     d = tuple(float(x) for x in msg.d) if msg.distortion_model in (
         'plumb_bob', 'rational_polynomial', '') else ()
+    if not any(d):
+        d = ()  # all zero (or none): no distortion, whatever the length
+    elif len(d) not in OPENCV_DISTORTION_LENGTHS:
+        raise InputError('distortion', f'camera_info rejected: {len(d)} distortion coefficients '
+                         f'for model {msg.distortion_model!r}; OpenCV needs 4, 5, 8, 12 or '
+                         '14 (plumb_bob: 5, rational_polynomial: 8)')
     intr = CameraIntrinsics.from_matrix(k.reshape(3, 3), int(msg.width), int(msg.height), d)
     try:
         return intr.validate()
@@ -89,7 +101,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     """
     if hasattr(msg, 'format'):
         buf = np.frombuffer(bytes(msg.data), np.uint8)
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        try:
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        except cv2.error:  # e.g. a header announcing more pixels than OpenCV allows
+            img = None
         if img is None:
             raise InputError('decode', f'compressed image ({msg.format!r}, {buf.size} bytes) '
                              'could not be decoded; publish jpeg or png')

@@ -54,8 +54,16 @@ IMAGE_TOPIC = 'camera/image_raw'
 CAMERA_INFO_TOPIC = 'camera/camera_info'
 DETECTIONS_TOPIC = 'detections'
 WARN_PERIOD_S = 5.0
-# Skip reasons of the pipeline that are configured filtering, not bad input.
-_FILTER_WORDS = ('class', 'score', 'max_objects')
+# Skip reasons of the pipeline that are configured filtering, not bad input; a NaN or -inf
+# detector score is bad input although the pipeline reports it as below min_box_score.
+_FILTER_WORDS = ('class', 'score', 'min_box_size_px', 'max_objects')
+_BAD_SCORE_WORDS = ('score nan', 'score -inf')
+
+
+def _is_bad_box(reason: str) -> bool:
+    """True when the pipeline's skip `reason` means bad input rather than filtering."""
+    return (not any(word in reason for word in _FILTER_WORDS)
+            or any(word in reason for word in _BAD_SCORE_WORDS))
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -389,13 +397,13 @@ class ChairDetector(LifecycleNode):
             item = self._slot.take(timeout_s=0.2)
             if item is None or not self._running.is_set():
                 continue
-            if self._reset_requested.is_set():
-                self._reset_requested.clear()
-                self._pipe.reset()
-                self._track_ids = convert.TrackIds()
-                if self._pubs:
-                    self._pubs['markers'].publish(markers.delete_all(Header()))
             try:
+                if self._reset_requested.is_set():
+                    self._reset_requested.clear()
+                    self._pipe.reset()
+                    self._track_ids = convert.TrackIds()
+                    if self._pubs:
+                        self._pubs['markers'].publish(markers.delete_all(Header()))
                 self.process(*item)
             except Exception as err:  # noqa: BLE001 - keep the node alive, say why
                 self.stats.count('errors')
@@ -443,14 +451,19 @@ class ChairDetector(LifecycleNode):
                 w, h, settings['input.no_detector_box'], settings['input.center_box_fraction'],
                 classes[0] if classes else category.name)]
         result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9)
-        bad = [(i, r) for i, r in result.skipped
-               if not any(word in r for word in _FILTER_WORDS)]
+        bad = [(i, r) for i, r in result.skipped if _is_bad_box(r)]
         if bad:
             self.stats.count('bad.boxes', len(bad))
             self.warn_throttled(
                 'boxes', 'detection boxes skipped: ' + '; '.join(
                     f'#{i}: {r}' for i, r in bad[:5]))
         frame = settings['output.camera_frame'] or image_msg.header.frame_id
+        if not frame:
+            self.stats.count('bad.frame_id')
+            self.warn_throttled(
+                'frame_id', 'image has an empty header.frame_id: outputs and /tf carry no '
+                'parent frame, which TF listeners reject; set frame_id in the camera driver '
+                'or the output.camera_frame parameter')
         header = Header(stamp=image_msg.header.stamp, frame_id=frame)
         wanted = self._wanted_outputs(settings)
         msgs = convert.frame_messages(result, header, category,

@@ -162,6 +162,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('pose.max_pnp_reproj_px', _P.max_pnp_reproj_px,
               'PnP poses with a larger RMS reprojection error are rejected, pixels',
               0.1, 1000.0),
+    ParamSpec('pose.size_from_structure', _P.size_from_structure,
+              'metric scale from the structure (size model of the manifest) rather than the '
+              'bare category size prior'),
     # Smoothing (tracking.TrackerConfig).
     ParamSpec('smoothing.enabled', _P.smoothing, 'track objects and smooth them over time'),
     ParamSpec('smoothing.iou_threshold', _T.iou_threshold,
@@ -183,6 +186,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('smoothing.translation_reset_ratio', _T.translation_reset_ratio,
               'a larger translation innovation (fraction of the distance) re-initialises '
               'the track', 0.01, 10.0),
+    ParamSpec('smoothing.outlier_frames', _T.outlier_frames,
+              'this many outlier poses in a row restart the track on the latest one',
+              1, 1000),
     # Outputs.
     ParamSpec('output.frame_prefix', '',
               'prefix of the object TF frames: <prefix><category>_<track id>'),
@@ -274,7 +280,8 @@ class NodeSettings:
             translation_alpha=v['smoothing.translation_alpha'],
             translation_beta=v['smoothing.translation_beta'],
             rotation_reset_rad=v['smoothing.rotation_reset_rad'],
-            translation_reset_ratio=v['smoothing.translation_reset_ratio'])
+            translation_reset_ratio=v['smoothing.translation_reset_ratio'],
+            outlier_frames=v['smoothing.outlier_frames'])
         config = PipelineConfig(
             class_ids=tuple(v['filter.class_ids']) if v['input.use_detections'] else (),
             min_box_size_px=v['filter.min_box_size_px'],
@@ -283,6 +290,7 @@ class NodeSettings:
             min_keypoint_confidence=v['pose.min_keypoint_confidence'],
             min_pnp_keypoints=v['pose.min_pnp_keypoints'],
             max_pnp_reproj_px=v['pose.max_pnp_reproj_px'],
+            size_from_structure=v['pose.size_from_structure'],
             compute_voxels=bool(v['output.publish_voxels'] or v['output.voxel_markers']),
             smoothing=v['smoothing.enabled'], tracker=tracker,
             num_threads=v['model.num_threads'], device=v['model.device'],

@@ -14,6 +14,8 @@ as (B, V, V, V / 8) uint8); video shards are described in ``training.synth.video
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 import hashlib
 import io
 import json
@@ -35,6 +37,31 @@ def shard_name(index: int) -> str:
 def shard_rng(seed: int, index: int) -> np.random.Generator:
     """The random generator of shard ``index`` of a data set with ``seed``."""
     return np.random.default_rng([int(seed), int(index)])
+
+
+def run_shard_jobs(job: Callable[[Any], tuple[int, int, str]], jobs: Sequence[Any],
+                   workers: int, bar: Any) -> list[dict]:
+    """Run ``job`` once per shard (``jobs[i]`` writes shard ``i``), in this process or in
+    ``workers`` processes, advancing the progress ``bar`` by each shard's count.
+
+    Args:
+        job: picklable function of one job returning (shard index, count, sha256).
+
+    Returns:
+        The manifest's shard entries (file, count, sha256), in shard order.
+    """
+    results: dict[int, tuple[int, str]] = {}
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        for i, c, sha in (pool.map(job, jobs) if pool is not None else map(job, jobs)):
+            results[i] = (c, sha)
+            bar.update(c)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    bar.close()
+    return [{'file': shard_name(i), 'count': results[i][0], 'sha256': results[i][1]}
+            for i in range(len(jobs))]
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray], compress: bool = True) -> str:

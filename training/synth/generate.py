@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 import hashlib
 import os
 from pathlib import Path
@@ -67,19 +66,8 @@ def generate_image_dataset(category: str, count: int, out: str | Path, seed: int
     cat = load_category(category)
     counts = shard_counts(count, shard_size)
     jobs = [(category, seed, i, c, config, str(out)) for i, c in enumerate(counts)]
-    results: dict[int, tuple[int, str]] = {}
     bar = tqdm(total=count, desc=f'{category} images', unit='img', disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            i, c, sha = _image_shard_job(job)
-            results[i] = (c, sha)
-            bar.update(c)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, c, sha in pool.map(_image_shard_job, jobs):
-                results[i] = (c, sha)
-                bar.update(c)
-    bar.close()
+    shards = dataset.run_shard_jobs(_image_shard_job, jobs, workers, bar)
     res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
     sizes = {'S': config.size, 'N': cat.num_keypoints, 'K': cat.num_bases, 'V': VOXEL_SIZE}
     fields = {name: {'shape': [sizes.get(d, d) for d in shape], 'dtype': dtype}
@@ -103,8 +91,7 @@ def generate_image_dataset(category: str, count: int, out: str | Path, seed: int
                        'frame': 'object frame, mesh rescaled to size_prior_m / scale_m'},
         'conventions': 'docs/interfaces.md and docs/synthetic.md; X_cam = R @ Y + t, '
                        'pixel centres at integers, depth 0 = nothing drawn',
-        'shards': [{'file': dataset.shard_name(i), 'count': results[i][0],
-                    'sha256': results[i][1]} for i in range(len(counts))],
+        'shards': shards,
     }
     dataset.write_manifest(out, manifest)
     return manifest
@@ -149,19 +136,8 @@ def generate_heatmap_dataset(category: str, count: int, out: str | Path, seed: i
     out.mkdir(parents=True, exist_ok=True)
     counts = shard_counts(count, shard_size)
     jobs = [(category, seed, i, c, size, str(out)) for i, c in enumerate(counts)]
-    results = {}
     bar = tqdm(total=count, desc=f'{category} heatmaps', disable=not progress)
-    if workers <= 1:
-        outs = map(_heatmap_shard_job, jobs)
-        for i, c, sha in outs:
-            results[i] = (c, sha)
-            bar.update(c)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, c, sha in pool.map(_heatmap_shard_job, jobs):
-                results[i] = (c, sha)
-                bar.update(c)
-    bar.close()
+    shards = dataset.run_shard_jobs(_heatmap_shard_job, jobs, workers, bar)
     manifest = {
         'format_version': dataset.FORMAT_VERSION,
         'kind': 'heatmaps',
@@ -175,8 +151,7 @@ def generate_heatmap_dataset(category: str, count: int, out: str | Path, seed: i
         'input_size': size,
         'fields': 'see training.synth.heatmap_sampler.HeatmapSampler (heatmaps stored float16, '
                   'clean_heatmaps dropped)',
-        'shards': [{'file': dataset.shard_name(i), 'count': results[i][0],
-                    'sha256': results[i][1]} for i in range(len(counts))],
+        'shards': shards,
     }
     dataset.write_manifest(out, manifest)
     return manifest

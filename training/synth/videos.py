@@ -18,7 +18,6 @@ voxels. Frames, depth and an instance map (0 background, i + 1 object i) come pe
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -419,19 +418,8 @@ def generate_video_dataset(category: str, count: int, out: str | Path, seed: int
     cat = load_category(category)
     counts = shard_counts(count, shard_size)
     jobs = [(category, seed, i, c, config, str(out)) for i, c in enumerate(counts)]
-    results = {}
     bar = tqdm(total=count, desc=f'{category} videos', unit='video', disable=not progress)
-    if workers <= 1:
-        for job in jobs:
-            i, c, sha = _video_shard_job(job)
-            results[i] = (c, sha)
-            bar.update(c)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, c, sha in pool.map(_video_shard_job, jobs):
-                results[i] = (c, sha)
-                bar.update(c)
-    bar.close()
+    shards = dataset.run_shard_jobs(_video_shard_job, jobs, workers, bar)
     res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
     T, H, W, M = config.frames, config.height, config.width, config.objects[1]
     N, K = cat.num_keypoints, cat.num_bases
@@ -463,8 +451,7 @@ def generate_video_dataset(category: str, count: int, out: str | Path, seed: int
                  'object -> camera; world frame z up, floor z = 0',
         'voxel_grid': {'size': VOXEL_SIZE, 'resolution': res, 'origin': origin.tolist(),
                        'frame': 'object frame, mesh rescaled to size_prior_m / scale_m'},
-        'shards': [{'file': dataset.shard_name(i), 'count': results[i][0],
-                    'sha256': results[i][1]} for i in range(len(counts))],
+        'shards': shards,
     }
     dataset.write_manifest(out, manifest)
     return manifest
