@@ -388,6 +388,8 @@ def annotated_video(path: Path, frames: list[Any], preds: list[list[Any]], fps: 
     """MP4 of the frames with each object's skeleton (2D keypoints) and 3D axes drawn."""
     import cv2
 
+    # drawFrameAxes warns on every axis that leaves the image; clipping is expected here.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     from perception_3dinn.ros import convert
 
     writer = None

@@ -187,13 +187,13 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
     if baselines:
         principal = np.stack([c.to_crop(k[:2, 2]) for c, k in zip(net['crops'], K)])
         focal = np.array([c.scale * k[0, 0] for c, k in zip(net['crops'], K)])
-        for name, fn in (('pnp-mean-shape', pnp_mean_shape), ('optimisation',
-                                                                fit_optimisation)):
+        for method, fn in (('pnp-mean-shape', pnp_mean_shape), ('optimisation',
+                                                                  fit_optimisation)):
             t1 = time.time()
             r = _baseline(fn, category, kp_crop, conf, focal, principal)
-            timings[f'{name}_s_per_image'] = (time.time() - t1) / n
-            methods[name], per[name] = pose_metrics(
-                name, category, r.alpha, r.rotation, r.translation * category.size_prior_m,
+            timings[f'{method}_s_per_image'] = (time.time() - t1) / n
+            methods[method], per[method] = pose_metrics(
+                method, category, r.alpha, r.rotation, r.translation * category.size_prior_m,
                 data, gt_struct, r.ok)
     result = {'checkpoint': str(checkpoint), 'data': name, 'count': n,
               'category': category.name, 'pad': pad, 'keypoints_2d': res2d,

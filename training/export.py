@@ -178,13 +178,27 @@ def build_manifest(model: INN3D, onnx_path: Path, payload: dict, checkpoint: Pat
     }
 
 
+def benchmark_summary(evaluation: dict) -> dict:
+    """Headline numbers of a `training.evaluate` metrics.json, for the manifest."""
+    ours = evaluation['methods']['3d-inn']
+    keys = ('structure_average_recall', 'azimuth_median_deg', 'azimuth_acc_pi6',
+            'geodesic_median_deg', 'translation_relative_median')
+    summary = {'benchmark': evaluation.get('data'), 'count': evaluation.get('count')}
+    summary.update({k: evaluation['keypoints_2d'][k] for k in ('pck05', 'pck10', 'pcp', 'ae')})
+    summary.update({k: ours[k] for k in keys if k in ours})
+    return summary
+
+
 def export(out_dir: str | Path, checkpoint: str | Path | None = None,
            category: str = 'chair', input_size: int = 128, seed: int = 0,
-           legacy: bool = False, size_model_instances: int = 2000) -> Path:
+           legacy: bool = False, size_model_instances: int = 2000,
+           metrics: str | Path | None = None) -> Path:
     """Export a checkpoint (or, with checkpoint None, a random plumbing model) to `out_dir`.
 
     `size_model_instances` > 0 adds a size model fitted on that many generated instances
     (`fit_size_model`); 0 leaves the runtime on the category's single size prior.
+    `metrics` names a `training.evaluate` metrics.json whose headline numbers go into the
+    manifest (otherwise the checkpoint's own metrics, if any).
 
     Returns:
         the manifest path. Raises RuntimeError when ONNX and eager torch disagree.
@@ -211,6 +225,8 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
                   if size_model_instances > 0 else None)
     manifest = build_manifest(model, onnx_path, payload, checkpoint, report,
                               trained=checkpoint is not None, size_model=size_model)
+    if metrics is not None:
+        manifest['metrics'] = benchmark_summary(json.loads(Path(metrics).read_text()))
     manifest_path = out_dir / 'manifest.json'
     manifest_path.write_text(json.dumps(manifest, indent=1) + '\n', encoding='utf-8')
     load_manifest(manifest_path)  # the runtime must accept what we wrote
@@ -232,12 +248,15 @@ def main(argv: list[str] | None = None) -> int:
                         help='generated instances for the size-given-shape model (0: none)')
     parser.add_argument('--legacy-exporter', action='store_true',
                         help='use the TorchScript ONNX exporter instead of torch.export')
+    parser.add_argument('--metrics', type=Path,
+                        help='training.evaluate metrics.json to record in the manifest')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
         path = export(args.out, args.checkpoint, args.category, args.input_size, args.seed,
                       legacy=args.legacy_exporter,
-                      size_model_instances=args.size_model_instances)
+                      size_model_instances=args.size_model_instances,
+                      metrics=args.metrics)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f'export failed: {exc}', file=sys.stderr)
         return 1
