@@ -21,8 +21,11 @@ test: setup  ## ruff + the whole pytest suite (DDS tests on a private ROS_DOMAIN
 lint: setup  ## ruff only
 	@$(ENV) ruff check .
 
-bench: setup  ## run every benchmark script in bench/ (tables land in bench/results/)
-	@$(ENV) for b in bench/bench_*.py; do echo "== $$b"; python "$$b" || exit 1; done
+BENCH_OUT ?= out/bench/results
+
+bench: setup  ## quick run of every bench/ script with its defaults; tables in $(BENCH_OUT)
+	@$(ENV) for b in bench/bench_*.py; do echo "== $$b"; python "$$b" --out $(BENCH_OUT) || exit 1; done
+	@echo "tables written to $(BENCH_OUT) (the committed ones in bench/results name their commands)"
 
 clean:  ## remove build products (keeps .venv)
 	rm -rf build/perception_3dinn* build/tf2_msgs build/vision_msgs install log

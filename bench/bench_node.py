@@ -137,7 +137,9 @@ def main() -> None:
     parser.add_argument('--fastdds-profile', default=str(PROFILE),
                         help="Fast DDS XML profile for node and player ('' : Fast DDS defaults, "
                              'whose 512 KB shared-memory segments lose raw 640x480 images)')
+    parser.add_argument('--out', type=Path, default=RESULTS, help='folder for the tables')
     args = parser.parse_args()
+    results = args.out
     os.environ['ROS_DOMAIN_ID'] = str(args.domain)
     if args.fastdds_profile:
         os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = args.fastdds_profile
@@ -167,7 +169,7 @@ def main() -> None:
 
     log = REPO / 'out' / 'bench' / 'bench_node_node.log'
     log.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     proc = start_node(manifest, 'onnxruntime', False, log)
     sampler = RssSampler(proc.pid)
     try:
@@ -243,7 +245,7 @@ def main() -> None:
         rows['soak_sent'], rows['soak_dropped'] = soak['sent'], soak['dropped']
         rows['targets']['rss_flat_last_third_within_10pct_of_middle_third'] = bool(
             np.mean(rss[-third:]) <= 1.1 * np.mean(rss[third:2 * third]))
-    (RESULTS / f'{name}.json').write_text(json.dumps(rows, indent=1) + '\n')
+    (results / f'{name}.json').write_text(json.dumps(rows, indent=1) + '\n')
     kind = 'trained' if trained else 'untrained (random-init)'
     lines = ['# bench_node: chair_detector over DDS', '',
              f'`{rows["command"]}` on {rows["machine"]}; model {kind} ({rows["backend"]}), '
@@ -256,7 +258,7 @@ def main() -> None:
     for k, v in rows['targets'].items():
         lines.append(f'| target: {k} | {"met" if v else "NOT met"} |')
     text = '\n'.join(lines) + '\n'
-    (RESULTS / f'{name}.md').write_text(text)
+    (results / f'{name}.md').write_text(text)
     print(text)
 
 
