@@ -16,6 +16,7 @@ shows a tqdm bar, writes ``<out>/log.jsonl``, ``<out>/loss.png`` and a checkpoin
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import json
 import os
 from pathlib import Path
@@ -190,19 +191,30 @@ def train_interpreter(args: argparse.Namespace) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        if step % args.log_every == 0:
-            run.log({'kind': 'train', 'step': step, 'loss': loss.item(), **terms,
-                     'time_s': round(time.time() - t0, 1)})
-            bar.set_postfix(loss=f'{loss.item():.3f}')
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            res = evaluate_interpreter(model, category, val)
-            run.log({'kind': 'val', 'step': step + 1, **res})
-            bar.write(f'step {step + 1}: ' + ', '.join(f'{k} {v:.4f}' for k, v in res.items()))
-            save_checkpoint(run.out / 'last.pt', model, category_record(category),
-                            'interpreter', step + 1, opt, res)
-            run.plot()
+        end_of_step(run, bar, args, step, t0, model, category, 'interpreter', opt,
+                    {'loss': loss.item(), **terms}, {'loss': f'{loss.item():.3f}'},
+                    lambda: evaluate_interpreter(model, category, val))
     res = evaluate_interpreter(model, category, val)
     return finish(run, model, category, 'interpreter', args.steps, res)
+
+
+def end_of_step(run: Run, bar: tqdm, args: argparse.Namespace, step: int, t0: float,
+                model: INN3D, category: Category, stage: str, opt: torch.optim.Optimizer,
+                losses: dict, postfix: dict, evaluate: Callable[[], dict] | None = None) -> None:
+    """Bookkeeping after optimiser step ``step``, shared by the stages: log the losses every
+    ``log_every`` steps; every ``eval_every`` steps and at the end evaluate (if given), save
+    ``last.pt`` (for --resume) and redraw the loss curves."""
+    if step % args.log_every == 0:
+        run.log({'kind': 'train', 'step': step, **losses, 'time_s': round(time.time() - t0, 1)})
+        bar.set_postfix(**postfix)
+    if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        res = evaluate() if evaluate is not None else {}
+        if evaluate is not None:
+            run.log({'kind': 'val', 'step': step + 1, **res})
+            bar.write(f'step {step + 1}: ' + ', '.join(f'{k} {v:.4f}' for k, v in res.items()))
+        save_checkpoint(run.out / 'last.pt', model, category_record(category), stage,
+                        step + 1, opt, res)
+        run.plot()
 
 
 def resume(run: Run, model: INN3D, opt: torch.optim.Optimizer, enabled: bool) -> int:
@@ -323,17 +335,9 @@ def train_keypoints(args: argparse.Namespace) -> Path:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % args.log_every == 0:
-            run.log({'kind': 'train', 'step': step, 'loss': loss.item(),
-                     'time_s': round(time.time() - t0, 1)})
-            bar.set_postfix(loss=f'{loss.item():.3f}')
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            res = evaluate_keypoints(model, crops, val)
-            run.log({'kind': 'val', 'step': step + 1, **res})
-            bar.write(f'step {step + 1}: ' + ', '.join(f'{k} {v:.4f}' for k, v in res.items()))
-            save_checkpoint(run.out / 'last.pt', model, category_record(category),
-                            'keypoints', step + 1, opt, res)
-            run.plot()
+        end_of_step(run, bar, args, step, t0, model, category, 'keypoints', opt,
+                    {'loss': loss.item()}, {'loss': f'{loss.item():.3f}'},
+                    lambda: evaluate_keypoints(model, crops, val))
     res = evaluate_keypoints(model, crops, val)
     return finish(run, model, category, 'keypoints', args.steps, res,
                   {'pad': args.pad, 'data': str(args.data)})
@@ -395,15 +399,10 @@ def finetune(args: argparse.Namespace) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        if step % args.log_every == 0:
-            run.log({'kind': 'train', 'step': step, 'loss': loss.item(),
-                     'reprojection': l_2d.item(), 'heatmap': l_hm.item(),
-                     'synthetic': l_syn.item(), 'time_s': round(time.time() - t0, 1)})
-            bar.set_postfix(loss=f'{loss.item():.3f}', rep=f'{l_2d.item():.4f}')
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            save_checkpoint(run.out / 'last.pt', model, category_record(category), 'finetune',
-                            step + 1, opt, {})
-            run.plot()
+        end_of_step(run, bar, args, step, t0, model, category, 'finetune', opt,
+                    {'loss': loss.item(), 'reprojection': l_2d.item(), 'heatmap': l_hm.item(),
+                     'synthetic': l_syn.item()},
+                    {'loss': f'{loss.item():.3f}', 'rep': f'{l_2d.item():.4f}'})
     return finish(run, model, category, 'finetune', args.steps, {},
                   {'pad': args.pad, 'data': str(args.data), 'keypoints': args.keypoints,
                    'interpreter': args.interpreter})
