@@ -54,7 +54,13 @@ system_ros() {
 
 if system_ros; then
   log "using the sourced ROS 2 $ROS_DISTRO ($(command -v "$PY_BOOT"))"
-  PY="$PY_BOOT"
+  # A venv that sees the distribution's packages (rclpy, messages, colcon), so our pip
+  # dependencies never touch the system Python (PEP 668 forbids that on Ubuntu 24.04).
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV (--system-site-packages)"
+    "$PY_BOOT" -m venv --system-site-packages "$VENV"
+  fi
+  PY="$VENV/bin/python"
   MODE=system
 else
   MODE=venv
