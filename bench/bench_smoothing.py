@@ -185,7 +185,8 @@ def _video_lines(video: dict, note: str) -> list[str]:
         return [note]
     summary = video['summary']
     lines = [f'{video["dataset"]}: {summary["videos"]} videos, {summary["objects"]} objects at '
-             f'{summary["fps"]} fps, true boxes as detections, true intrinsics; network: '
+             f'{summary["fps"]} fps, true boxes as detections, true intrinsics; floor: '
+             f'{summary.get("floor", "not given")}; network: '
              f'{summary["network"]}; model trained: {summary["model_trained"]}; videos made '
              f'with `{summary["made_with"]}`.'
              + ('' if summary['model_trained'] or summary['network'] != 'model' else
@@ -208,7 +209,7 @@ def _video_lines(video: dict, note: str) -> list[str]:
 
 
 def markdown(meta: dict, sim: list[dict], cost: list[dict], video: dict, oracle: dict,
-             images: dict) -> str:
+             images: dict, floors: list[dict] | None = None) -> str:
     lines = [f'# bench_smoothing ({meta["date_utc"]})', '', f'Command: `{meta["command"]}`',
              '', f'Machine: {meta["machine"]}. Tracker: {meta["tracker"]}.', '',
              '## Simulated measurements (mean over seeds)', '',
@@ -237,6 +238,13 @@ def markdown(meta: dict, sim: list[dict], cost: list[dict], video: dict, oracle:
               'pipeline (PnP, size model, tracking, smoothing) makes of outputs with the stated '
               'noise; not a measurement of any trained model.', '']
     lines += _video_lines(oracle, meta.get('video_note', 'not run'))
+    for run in floors or []:
+        lines += ['', f'## Pipeline on synthetic videos (the model), with the floor plane: '
+                  f'{run["summary"]["floor"]}', '',
+                  'The metric scale fused from the size model and the floor the objects stand '
+                  'on (`perception_3dinn.inference.pose.floor_log_scale`), as a robot that '
+                  'knows its camera mount gets it.', '']
+        lines += _video_lines(run, '')
     lines += ['', '## Single rendered images (true intrinsics, no smoothing)', '']
     if images:
         if not images.get('model_trained'):
@@ -269,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--image-limit', type=int, default=300)
     parser.add_argument('--manifest', type=Path, default=None,
                         help='model for --videos / --images (default: the shipped one)')
+    parser.add_argument('--floor', action='store_true',
+                        help='with --videos: also run with the floor plane, true and '
+                        'miscalibrated by --floor-tilt-deg / --floor-height-m')
+    parser.add_argument('--floor-tilt-deg', type=float, default=1.0)
+    parser.add_argument('--floor-height-m', type=float, default=0.02)
     parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results')
     args = parser.parse_args(argv)
     config = TrackerConfig()
@@ -297,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
                                          'rot_deg': args.oracle_rot_deg,
                                          'trans_frac': args.oracle_trans_frac})
         oracle['dataset'] = str(args.videos)
+    floors: list[dict] = []
+    if args.videos is not None and args.floor:
+        for spec in ({}, {'tilt_deg': args.floor_tilt_deg, 'height_m': args.floor_height_m}):
+            run = evaluate_videos(args.videos, args.manifest, config, args.video_limit,
+                                  floor=spec)
+            run['dataset'] = str(args.videos)
+            floors.append(run)
     images: dict = {}
     if args.images is not None:
         from bench.video_eval import evaluate_images
@@ -306,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'bench_smoothing.json').write_text(json.dumps(
         {'meta': meta, 'simulated': sim, 'cost': cost, 'videos': video,
-         'videos_simulated_network': oracle, 'images': images}, indent=1) + '\n')
-    text = markdown(meta, sim, cost, video, oracle, images)
+         'videos_simulated_network': oracle, 'videos_floor': floors, 'images': images},
+        indent=1) + '\n')
+    text = markdown(meta, sim, cost, video, oracle, images, floors)
     (args.out / 'bench_smoothing.md').write_text(text)
     print(text)
     return 0

@@ -31,7 +31,7 @@ from perception_3dinn.inference import Box2D, Pipeline, PipelineConfig
 from perception_3dinn.inference.engines import Engine
 from perception_3dinn.inference.manifest import default_model_dir, load_manifest
 from perception_3dinn.inference.pipeline import prepare_boxes
-from perception_3dinn.inference.pose import crop_camera_pose, solve_pnp
+from perception_3dinn.inference.pose import crop_camera_pose, FloorPlane, solve_pnp
 from perception_3dinn.inference.temporal import (
     rotation_jitter,
     rotation_lag,
@@ -163,12 +163,36 @@ def _longest_run(mask: np.ndarray) -> slice:
     return best_slice
 
 
+def video_floor(video: dict, k: int, tilt_rad: float = 0.0, height_m: float = 0.0,
+                azimuth_rad: float = 0.0) -> FloorPlane | None:
+    """The room's floor in the camera frame of frame k (all objects of a video stand on the
+    floor z = 0), optionally miscalibrated: the normal tilted by `tilt_rad` (about an axis
+    perpendicular to it at `azimuth_rad`) and the camera height off by `height_m`."""
+    slots = np.flatnonzero(np.asarray(video['object_valid'], bool))
+    if slots.size == 0:
+        return None
+    i = int(slots[0])
+    floor = FloorPlane.from_object_pose(np.asarray(video['R'][k, i], np.float64),
+                                        np.asarray(video['t'][k, i], np.float64))
+    if tilt_rad == 0.0 and height_m == 0.0:
+        return floor
+    n = floor.normal
+    a = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    axis = Rotation.from_rotvec(azimuth_rad * n).apply(a)
+    tilted = Rotation.from_rotvec(tilt_rad * axis).apply(n)
+    return FloorPlane.from_coefficients([*tilted, floor.offset + height_m])
+
+
 def evaluate_video(video: dict, pipes: dict[bool, Pipeline], fps: float,
-                   trajectories: list[str] | None = None) -> list[dict]:
+                   trajectories: list[str] | None = None,
+                   floor: dict | None = None) -> list[dict]:
     """Metrics per object of one video (`training.synth.videos` layout), raw and smoothed.
 
     Every present object's box is given to the pipeline as a detection (with the object's
     slot as detection id); jitter and lag use the longest run of frames with an estimate.
+    With `floor` (keyword arguments of `video_floor`: {} for the true floor) the pipeline is
+    given the floor plane of each frame.
     """
     frames, K = video['frames'], np.asarray(video['K'], np.float64)
     T, M = video['R'].shape[:2]
@@ -191,7 +215,8 @@ def evaluate_video(video: dict, pipes: dict[bool, Pipeline], fps: float,
                            'structure': np.asarray(video['structure'][i], np.float64),
                            'scale_m': float(video['scale_m'][i])} for i in slots]
                 pipe.engine.expect(boxes, truths, image.shape[1], image.shape[0], cam)
-            result = pipe.process(image, cam, boxes, k / fps)
+            plane = video_floor(video, k, **floor) if floor is not None else None
+            result = pipe.process(image, cam, boxes, k / fps, floor=plane)
             for obj in result.objects:
                 i = slots[obj.box_index]
                 est[mode][0][k, i], est[mode][1][k, i] = obj.R, obj.t
@@ -228,11 +253,13 @@ def evaluate_video(video: dict, pipes: dict[bool, Pipeline], fps: float,
 
 def evaluate_videos(root: str | Path, manifest: str | Path | None,
                     tracker: TrackerConfig | None = None, limit: int | None = None,
-                    oracle: dict | None = None) -> dict:
+                    oracle: dict | None = None, floor: dict | None = None) -> dict:
     """Per-object rows over a video data set and their summary (medians / means).
 
     With `oracle` (keyword arguments of NoisyOracleEngine, e.g. {'kp_px': 2.0}) the network
-    is replaced by the simulated one.
+    is replaced by the simulated one. With `floor` (a dict of `tilt_deg`, `height_m`, the
+    miscalibration; {} for the true floor) each frame comes with the floor plane; the tilt's
+    direction is drawn per video (seeded by the video index).
     """
     from training.synth.dataset import ShardDataset
 
@@ -251,12 +278,20 @@ def evaluate_videos(root: str | Path, manifest: str | Path | None,
     rows = []
     n = len(ds) if limit is None else min(limit, len(ds))
     for v in tqdm(range(n), desc='videos', unit='video'):
-        for row in evaluate_video(ds[v], pipes, fps, ds.manifest.get('trajectories')):
+        plane = None
+        if floor is not None:
+            plane = {'tilt_rad': np.radians(floor.get('tilt_deg', 0.0)),
+                     'height_m': floor.get('height_m', 0.0),
+                     'azimuth_rad': float(np.random.default_rng(v).uniform(0, 2 * np.pi))}
+        for row in evaluate_video(ds[v], pipes, fps, ds.manifest.get('trajectories'), plane):
             rows.append({'video': v, **row})
     summary: dict = {'videos': n, 'objects': len(rows), 'fps': fps,
                      'model_trained': pipes[True].manifest.trained,
                      'network': ('simulated: truth + noise ' + json.dumps(oracle)
                                  if oracle is not None else 'model'),
+                     'floor': ('not given' if floor is None else
+                               'true floor plane' if not any(floor.values()) else
+                               'floor plane miscalibrated by ' + json.dumps(floor)),
                      'made_with': (f'python -m training.synthesize videos --category '
                                    f'{ds.manifest.get("category")} --count '
                                    f'{ds.manifest.get("count")} --seed '

@@ -98,6 +98,8 @@ class Observation:
         structure: `(K,)` structure parameters.
         category: category name; tracks never switch category.
         detection_id: the detector's track id, or None.
+        log_scale: log of the object's metric scale measured in this frame (e.g. from the
+            floor), or None; the track keeps the median over the structure window.
     """
 
     box: np.ndarray
@@ -106,6 +108,7 @@ class Observation:
     structure: np.ndarray
     category: str = ''
     detection_id: str | None = None
+    log_scale: float | None = None
 
 
 @dataclass
@@ -120,6 +123,7 @@ class TrackEstimate:
         hits: number of observations the track has had.
         is_new: True on the track's first frame (or after a re-initialisation).
         outlier: True when this frame's measurement was rejected (pose = prediction).
+        scale: exp(median of the window's measured log scales), None when none was given.
     """
 
     track_id: str
@@ -129,6 +133,7 @@ class TrackEstimate:
     hits: int
     is_new: bool
     outlier: bool = False
+    scale: float | None = None
 
 
 @dataclass
@@ -143,6 +148,7 @@ class _Track:
     t: np.ndarray
     v: np.ndarray
     structures: deque = field(default_factory=deque)
+    log_scales: deque = field(default_factory=deque)
     hits: int = 1
     outliers: int = 0
 
@@ -227,7 +233,9 @@ class Tracker:
             results.append(TrackEstimate(
                 track_id=track.track_id, R=track.rot.copy(), t=track.t.copy(),
                 structure=np.median(np.stack(track.structures), axis=0),
-                hits=track.hits, is_new=is_new, outlier=outlier))
+                hits=track.hits, is_new=is_new, outlier=outlier,
+                scale=(float(np.exp(np.median(track.log_scales))) if track.log_scales
+                       else None)))
         return results
 
     def _associate(self, observations: list[Observation]) -> dict[int, int]:
@@ -269,8 +277,9 @@ class Tracker:
             detection_id=obs.detection_id, box=np.asarray(obs.box, dtype=np.float64).copy(),
             stamp_s=stamp_s, rot=_project_so3(obs.R), omega=np.zeros(3),
             t=np.asarray(obs.t, dtype=np.float64).copy(), v=np.zeros(3),
-            structures=deque(maxlen=self.config.structure_window))
-        track.structures.append(np.asarray(obs.structure, dtype=np.float64).copy())
+            structures=deque(maxlen=self.config.structure_window),
+            log_scales=deque(maxlen=self.config.structure_window))
+        _remember_shape(track, obs)
         return track
 
     def _correct(self, track: _Track, obs: Observation, stamp_s: float) -> tuple[bool, bool]:
@@ -310,7 +319,7 @@ class Tracker:
             if dt_pred > 0:
                 track.omega = track.omega + cfg.rotation_beta * r_innov / dt_pred
                 track.v = track.v + cfg.translation_beta * t_innov / dt_pred
-        track.structures.append(np.asarray(obs.structure, dtype=np.float64).copy())
+        _remember_shape(track, obs)
         track.box = np.asarray(obs.box, dtype=np.float64).copy()
         track.stamp_s = stamp_s
         track.hits += 1
@@ -337,6 +346,12 @@ def _project_so3(R: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
 
 
+def _remember_shape(track: _Track, obs: Observation) -> None:
+    track.structures.append(np.asarray(obs.structure, dtype=np.float64).copy())
+    if obs.log_scale is not None:
+        track.log_scales.append(float(obs.log_scale))
+
+
 def _check_observation(i: int, obs: Observation) -> None:
     shapes = {'box': (4,), 'R': (3, 3), 't': (3,)}
     for name, shape in shapes.items():
@@ -348,3 +363,5 @@ def _check_observation(i: int, obs: Observation) -> None:
             raise ValueError(f'Observation {i}: {name} has non-finite values')
     if np.asarray(obs.structure).ndim != 1:
         raise ValueError(f'Observation {i}: structure must have shape (K,)')
+    if obs.log_scale is not None and not np.isfinite(obs.log_scale):
+        raise ValueError(f'Observation {i}: log_scale must be finite or None')

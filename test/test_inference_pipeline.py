@@ -20,7 +20,7 @@ from perception_3dinn.geometry import geodesic_angle, pose_from_viewpoint
 from perception_3dinn.inference import Box2D, FrameResult, Pipeline, PipelineConfig
 from perception_3dinn.inference.engines import Engine
 from perception_3dinn.inference.manifest import default_model_dir, load_manifest
-from perception_3dinn.inference.pose import crop_camera_pose, interpreter_pose
+from perception_3dinn.inference.pose import crop_camera_pose, FloorPlane, interpreter_pose
 from perception_3dinn.skeleton import load_category
 from perception_3dinn.voxels import VoxelGrid
 
@@ -43,8 +43,9 @@ class OracleEngine(Engine):
 
     backend = 'oracle'
 
-    def __init__(self, manifest, category, pad, amplitude=1.0):
+    def __init__(self, manifest, category, pad, amplitude=1.0, size_factor=1.0):
         super().__init__(manifest)
+        self.size_factor = size_factor  # true size / the size model's
         self.category = category
         self.pad = pad
         self.amplitude = amplitude
@@ -63,7 +64,7 @@ class OracleEngine(Engine):
         out = {k: [] for k in self.manifest.output_names}
         for box, R, t, alpha in self.objects:
             crop = Crop.from_box(box, s, pad=self.pad)
-            Y = self.category.structure(alpha) * _scale(alpha)
+            Y = self.category.structure(alpha) * _scale(alpha) * self.size_factor
             X = Y @ R.T + t
             uv = np.stack([CAMERA.fx * X[:, 0] / X[:, 2] + CAMERA.cx,
                            CAMERA.fy * X[:, 1] / X[:, 2] + CAMERA.cy], axis=1)
@@ -93,17 +94,17 @@ def _scene(seed, n=2):
     return objects
 
 
-def _pipeline(config=None, amplitude=1.0):
+def _pipeline(config=None, amplitude=1.0, size_factor=1.0):
     config = config or PipelineConfig()
-    engine = OracleEngine(MANIFEST, CATEGORY, config.crop_pad, amplitude)
+    engine = OracleEngine(MANIFEST, CATEGORY, config.crop_pad, amplitude, size_factor)
     return Pipeline(engine, MANIFEST, CATEGORY, config), engine
 
 
-def _run(pipe, engine, objects, stamp, image=None):
+def _run(pipe, engine, objects, stamp, image=None, floor=None):
     engine.expect([(o[0], o[1], o[2], o[3]) for o in objects])
     boxes = [Box2D(*o[0], class_id='chair', score=0.9) for o in objects]
     image = np.zeros((CAMERA.height, CAMERA.width, 3), np.uint8) if image is None else image
-    return pipe.process(image, CAMERA, boxes, stamp)
+    return pipe.process(image, CAMERA, boxes, stamp, floor=floor)
 
 
 @pytest.mark.parametrize('seed', range(3))
@@ -180,6 +181,39 @@ def test_size_model_sets_the_metric_scale():
     small = pipe.voxelizer(alpha, 0.8 * CATEGORY.size_prior_m).occupancy.sum()
     big = pipe.voxelizer(alpha, 1.2 * CATEGORY.size_prior_m).occupancy.sum()
     assert big > small
+
+
+@pytest.mark.parametrize('smoothing', [False, True])
+def test_floor_plane_measures_the_size_the_size_model_misses(smoothing):
+    """A chair 15 % bigger than its size model says: without the floor the distance is off
+    by the same 15 %; with the true floor plane the pipeline finds the true size."""
+    box, R, t, alpha, _ = _scene(7, n=1)[0]
+    # the box of the bigger chair (the scene's box is for the size-model size)
+    X = CATEGORY.structure(alpha) * _scale(alpha) * 1.15 @ R.T + t
+    uv = X[:, :2] / X[:, 2:] * CAMERA.fx + [CAMERA.cx, CAMERA.cy]
+    objects = [(np.array([*uv.min(0) - 10, *uv.max(0) + 10]), R, t, alpha)]
+    floor = FloorPlane.from_object_pose(R, t)
+    assert floor.offset > 0.3  # the camera looks down at the chair
+    for use_floor, tolerance in ((False, None), (True, 0.005)):
+        pipe, engine = _pipeline(PipelineConfig(smoothing=smoothing), size_factor=1.15)
+        for k in range(3):
+            result = _run(pipe, engine, objects, k / 30, floor=floor if use_floor else None)
+        (obj,) = result.objects
+        error = np.linalg.norm(obj.t - t) / np.linalg.norm(t)
+        if use_floor:
+            assert error < tolerance
+            assert obj.scale_m == pytest.approx(1.15 * _scale(alpha), rel=0.005)
+            # keypoints_3d and the foot on the floor: n . x + d = 0 for the leg keypoints
+            feet = obj.keypoints_3d[:4]
+            assert np.all(np.abs(feet @ floor.normal + floor.offset) < 0.01)
+        else:
+            assert error == pytest.approx(0.15 / 1.15, abs=0.01)
+            assert obj.scale_m == pytest.approx(_scale(alpha), rel=1e-4)
+    # a tipped-over chair (up axis 90 degrees off the floor normal) keeps the size model
+    side = FloorPlane.from_coefficients([*R[:, 1], 1.0])
+    pipe, engine = _pipeline(PipelineConfig(smoothing=smoothing), size_factor=1.15)
+    obj = _run(pipe, engine, objects, 0.0, floor=side).objects[0]
+    assert obj.scale_m == pytest.approx(_scale(alpha), rel=1e-4)
 
 
 @pytest.fixture(scope='module')

@@ -13,6 +13,9 @@ from perception_3dinn.crops import Crop
 from perception_3dinn.geometry import pose_from_viewpoint
 from perception_3dinn.inference.pose import (
     crop_camera_pose,
+    floor_log_scale,
+    FloorPlane,
+    fuse_log_scales,
     interpreter_pose,
     metric_pose,
     object_score,
@@ -134,3 +137,58 @@ def test_object_score():
     assert object_score(conf, 5.0, 100.0) == pytest.approx(0.375)  # 5 % of the box: half
     assert object_score(conf, float('nan'), 100.0) == 0.0
     assert 0.0 <= object_score(conf, 1e9, 1.0, box_score=0.5) <= 1e-6
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_floor_scale_matches_the_ray_floor_intersection(seed):
+    """The floor scale against an independent construction: project the object's floor point
+    with cv2.projectPoints, back-project that pixel and intersect the ray with the plane."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    R, t = pose_from_viewpoint(rng.uniform(-np.pi, np.pi), rng.uniform(0.15, 0.6),
+                               rng.uniform(2.0, 6.0), target=(0.0, 0.0, 0.4))
+    floor = FloorPlane.from_object_pose(R, t)
+    true_scale = rng.uniform(0.8, 1.5)
+    t_unit = t / true_scale  # what PnP with a unit-size skeleton finds
+    log_s, sigma = floor_log_scale(R, t_unit, floor, CAMERA.fy, 1.0, np.radians(20),
+                                   np.radians(3))
+    uv, _ = cv2.projectPoints(np.zeros((1, 3)), cv2.Rodrigues(R)[0], t, CAMERA.K, None)
+    ray = np.linalg.solve(CAMERA.K, [*uv.ravel(), 1.0])
+    foot = ray * (-floor.offset / (floor.normal @ ray))
+    assert np.exp(log_s) * t_unit == pytest.approx(foot, rel=1e-9)
+    assert np.exp(log_s) == pytest.approx(true_scale, rel=1e-9)
+    # one pixel moves the ray by 1/f rad: relative error 1/(f sin(depression))
+    depression = np.arcsin(floor.offset / np.linalg.norm(t))
+    assert sigma == pytest.approx(1.0 / CAMERA.fy / np.sin(depression), rel=1e-9)
+
+
+def test_floor_scale_refuses_ill_posed_cases():
+    R, t = pose_from_viewpoint(0.3, 0.4, 3.0, target=(0.0, 0.0, 0.4))
+    floor = FloorPlane.from_object_pose(R, t)
+    args = (CAMERA.fy, 1.0, np.radians(20), np.radians(3))
+    assert floor_log_scale(R, t, floor, *args) is not None
+    tipped = R @ Rotation.from_rotvec([0.0, np.radians(30), 0.0]).as_matrix()
+    assert floor_log_scale(tipped, t, floor, *args) is None
+    n = floor.normal
+    level = t - (n @ t) * n + 0.02 * n  # the foot almost at the camera's height: grazing ray
+    assert floor_log_scale(R, level, floor, *args) is None
+    assert floor_log_scale(R, t - (n @ t) * n - 0.3 * n, floor, *args) is not None
+    with pytest.raises(ValueError, match='above the floor'):
+        FloorPlane.from_coefficients([0.0, -1.0, 0.0, -1.2])
+    with pytest.raises(ValueError, match='zero'):
+        FloorPlane.from_coefficients([0.0, 0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match='finite'):
+        FloorPlane.from_coefficients([0.0, np.nan, 0.0, 1.0])
+    scaled = FloorPlane.from_coefficients([0.0, -2.0, 0.0, 2.4])
+    assert scaled.normal == pytest.approx([0.0, -1.0, 0.0]) and scaled.offset == 1.2
+
+
+def test_fused_scale_is_the_inverse_variance_mean():
+    estimates = [(0.1, 0.08), (-0.05, 0.02), (0.02, 0.04)]
+    w = np.array([1 / s ** 2 for _, s in estimates])
+    mean = sum(wi * m for wi, (m, _) in zip(w, estimates)) / w.sum()
+    assert fuse_log_scales(estimates) == pytest.approx((mean, w.sum() ** -0.5), rel=1e-12)
+    assert fuse_log_scales([(0.3, 0.1)]) == pytest.approx((0.3, 0.1))
+    with pytest.raises(ValueError):
+        fuse_log_scales([])

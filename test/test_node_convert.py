@@ -267,7 +267,8 @@ def test_parameter_validation_refuses_bad_values() -> None:
     assert validate_parameters([Parameter('input.sync_slop_s', value=0.05)]).successful
     for name, value in (('input.sync_slop_s', 2.0), ('model.backend', 'tensorflow'),
                         ('filter.max_objects', 0), ('output.qos_reliability', 'maybe'),
-                        ('filter.class_ids', 'chair')):
+                        ('filter.class_ids', 'chair'), ('pose.floor_plane', [0.0, 1.0]),
+                        ('pose.floor_plane', [0.0, -1.0, 0.0, float('nan')])):
         result = validate_parameters([Parameter(name, value=value)])
         assert not result.successful and name in result.reason
     for spec in PARAMS:

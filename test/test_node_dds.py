@@ -98,9 +98,12 @@ def test_one_frame_gives_every_output_with_its_stamp(harness: Harness) -> None:
 
 def test_track_keeps_its_id_over_frames(harness: Harness) -> None:
     first = harness.received['objects'][-1].objects[0].track_id
-    for k in range(1, 4):
-        harness.send_frame(101.0 + 0.1 * k)
-    last = harness.frame_outputs(101.3)['objects'].objects[0]
+    # within the track's max_age_s (1 s) of the first frame even if the busy node drops the
+    # frames in between (latest wins)
+    stamps = [100.25 + 0.2 * k for k in range(1, 4)]
+    for t in stamps:
+        harness.send_frame(t)
+    last = harness.frame_outputs(stamps[-1])['objects'].objects[0]
     assert last.track_id == first
 
 
@@ -160,3 +163,24 @@ def test_no_detector_mode_after_reconfiguring(harness: Harness, manifest: Path) 
     assert len(objects) == 1
     assert np.allclose(objects[0].box, [0.0, 0.0, WIDTH - 1.0, HEIGHT - 1.0])
     assert objects[0].detection_id == ''
+
+
+def test_floor_plane_is_validated_at_configure(harness: Harness, node: NodeProcess) -> None:
+    assert harness.transition(Transition.TRANSITION_DEACTIVATE)
+    assert harness.transition(Transition.TRANSITION_CLEANUP)
+    # a list of the wrong length is refused when set; a plane below the camera at configure
+    result = harness.set_parameter('pose.floor_plane', [0.0, -1.0, 0.0])
+    assert not result.successful and 'floor_plane' in result.reason
+    assert harness.set_parameter('pose.floor_plane', [0.0, -1.0, 0.0, -1.2]).successful
+    mark = len(node.lines)
+    assert not harness.transition(Transition.TRANSITION_CONFIGURE)
+    harness.wait_for(lambda: 'pose.floor_plane' in node.log_since(mark))
+    assert 'above the floor' in node.log_since(mark) and node.alive()
+    # camera 1.2 m above a level floor (optical frame: y down, so the up normal is -y)
+    assert harness.set_parameter('pose.floor_plane', [0.0, -1.0, 0.0, 1.2]).successful
+    assert harness.transition(Transition.TRANSITION_CONFIGURE)
+    assert harness.transition(Transition.TRANSITION_ACTIVATE)
+    harness.wait_inputs_matched(use_detections=False)
+    _, out = harness.first_frame(400.0)
+    assert len(out['objects'].objects) == 1
+    assert 'Traceback' not in node.log_since(0)

@@ -95,7 +95,7 @@ def test_docs_parameter_table_matches_the_declarations() -> None:
     types = {bool: 'bool', int: 'int', float: 'double', str: 'string', list: 'string[]'}
     for p in PARAMS:
         kind, default, allowed, description = rows[p.name]
-        assert kind == types[type(p.default)], p.name
+        assert kind == ('double[]' if p.is_double_array else types[type(p.default)]), p.name
         want = str(p.default).lower() if isinstance(p.default, bool) else repr(p.default)
         assert default == want, p.name
         if p.choices:

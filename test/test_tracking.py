@@ -144,6 +144,26 @@ def test_structure_is_the_window_median():
         np.testing.assert_allclose(out.structure, np.median(window, axis=0))
 
 
+def test_measured_scale_is_the_window_median_of_its_logs():
+    tracker = Tracker(TrackerConfig(structure_window=4))
+    R, t = _static(0)
+    out = tracker.update(0.0, [_obs(R.as_matrix(), t)])[0]
+    assert out.scale is None  # no scale measured: the pipeline uses its size model
+    logs = [0.1, -0.2, 0.3, 0.05, 0.4, None, -0.1]
+    seen = []
+    for i, v in enumerate(logs, start=1):
+        obs = _obs(R.as_matrix(), t)
+        obs.log_scale = v
+        out = tracker.update(i / FPS, [obs])[0]
+        if v is not None:
+            seen.append(v)
+        assert out.scale == pytest.approx(np.exp(np.median(seen[-4:])), rel=1e-12)
+    bad = _obs(R.as_matrix(), t)
+    bad.log_scale = float('inf')
+    with pytest.raises(ValueError, match='log_scale'):
+        tracker.update(1.0, [bad])
+
+
 def test_backward_time_jump_resets():
     tracker = Tracker()
     R, t = _static(0)

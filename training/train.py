@@ -306,6 +306,8 @@ def train_keypoints(args: argparse.Namespace) -> Path:
     run = Run(args.out, 'keypoints')
     if args.init:
         model, _ = load_checkpoint(args.init)
+        if args.refine and model.refine is None:
+            model.add_refine()
     else:
         model = build_model(category, args.input_size, args.refine)
     model.train()
@@ -354,7 +356,7 @@ def merge_stages(keypoints_ckpt: str, interpreter_ckpt: str) -> INN3D:
     model.keypoint_net.load_state_dict(kp_model.keypoint_net.state_dict())
     if kp_model.refine is not None:
         if model.refine is None:
-            raise ValueError('keypoint checkpoint has a refinement stage, interpreter not')
+            model.add_refine(kp_model.config.refine)
         model.refine.load_state_dict(kp_model.refine.state_dict())
     return model
 
@@ -446,7 +448,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument('--limit', type=int, default=0, help='use only the first N samples')
     sp.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
     sp.add_argument('--init', default='', help='start from this checkpoint')
-    sp.add_argument('--refine', action='store_true', help='add the refinement bottleneck')
+    sp.add_argument('--refine', action='store_true', help='add the refinement bottleneck '
+                    '(to an --init checkpoint without one: starting as the identity)')
 
     sp = sub.add_parser('finetune', help='stage 3: end-to-end through the projection layer')
     common(sp, 600, 16, 1e-4)

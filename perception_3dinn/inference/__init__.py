@@ -23,11 +23,12 @@ from perception_3dinn.inference.manifest import (
     ModelManifest,
 )
 from perception_3dinn.inference.pipeline import Pipeline, prepare_boxes
+from perception_3dinn.inference.pose import FloorPlane
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
 from perception_3dinn.tracking import TrackerConfig
 
 __all__ = [
-    'BACKENDS', 'Box2D', 'Engine', 'EngineCacheError', 'EngineKey', 'FrameResult',
+    'BACKENDS', 'Box2D', 'Engine', 'EngineCacheError', 'EngineKey', 'FloorPlane', 'FrameResult',
     'ManifestError', 'ModelManifest', 'ObjectEstimate', 'OnnxRuntimeEngine', 'Pipeline',
     'PipelineConfig', 'TrackerConfig', 'create_engine', 'default_model_dir', 'load_manifest',
     'prepare_boxes',

@@ -32,7 +32,14 @@ from perception_3dinn.inference.manifest import (
     ManifestError,
     ModelManifest,
 )
-from perception_3dinn.inference.pose import interpreter_pose, metric_pose, object_score
+from perception_3dinn.inference.pose import (
+    floor_log_scale,
+    FloorPlane,
+    fuse_log_scales,
+    interpreter_pose,
+    metric_pose,
+    object_score,
+)
 from perception_3dinn.inference.shape import StructureVoxelizer
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
 from perception_3dinn.skeleton import Category, load_category
@@ -193,7 +200,7 @@ class Pipeline:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
     def process(self, image: np.ndarray, intrinsics: CameraIntrinsics, boxes: Sequence[Box2D],
-                stamp_s: float) -> FrameResult:
+                stamp_s: float, floor: FloorPlane | None = None) -> FrameResult:
         """Interpret the objects in the boxes of one frame.
 
         Args:
@@ -201,6 +208,9 @@ class Pipeline:
             intrinsics: the camera of this image (size must match the image).
             boxes: detections; bad ones are skipped with a reason, never raised on.
             stamp_s: frame time in seconds (a backward jump resets the tracks).
+            floor: the floor in the camera optical frame, when known: the metric scale of
+                upright objects seen from above is then fused from the floor and the size
+                model (`floor_log_scale`); None keeps the size model alone.
 
         Returns:
             FrameResult with objects, skipped boxes and per-stage timings.
@@ -271,7 +281,17 @@ class Pipeline:
                                cfg.max_pnp_reproj_px, refine=cfg.pnp_refine)
             score = object_score(conf[j], pose.reproj_error_px, max(box.width, box.height),
                                  box.score)
-            candidates.append((i, box, alpha, focal, keypoints, conf[j], pose, score, scale))
+            log_scale = None
+            if floor is not None:
+                noise = pose.reproj_error_px if math.isfinite(pose.reproj_error_px) else 5.0
+                from_floor = floor_log_scale(
+                    pose.R, pose.t / scale, floor, intrinsics.fy, noise,
+                    math.radians(cfg.floor_max_tilt_deg),
+                    math.radians(cfg.floor_min_depression_deg))
+                estimates = [(math.log(scale), cfg.size_sigma)]
+                log_scale = fuse_log_scales(estimates + ([from_floor] if from_floor else []))[0]
+            candidates.append((i, box, alpha, focal, keypoints, conf[j], pose, score, scale,
+                               log_scale))
         timings['pose'] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -279,20 +299,21 @@ class Pipeline:
         # t / s, and the result is scaled by the size of the track's median structure.
         observations = [Observation(box=box.as_array(), R=pose.R, t=pose.t / scale,
                                     structure=alpha, category=self.category.name,
-                                    detection_id=box.detection_id)
-                        for _, box, alpha, _, _, _, pose, _, scale in candidates]
+                                    detection_id=box.detection_id, log_scale=log_scale)
+                        for _, box, alpha, _, _, _, pose, _, scale, log_scale in candidates]
         tracks = self.tracker.update(stamp_s, observations)
         timings['tracking'] = _ms(t0)
 
         t0 = time.perf_counter()
         for cand, track in zip(candidates, tracks):
-            i, box, alpha, focal, keypoints, confidences, pose, score, scale = cand
+            i, box, alpha, focal, keypoints, confidences, pose, score, pnp_scale, log_scale = cand
             if cfg.smoothing:
                 structure = track.structure
-                scale = self.scale_m(structure)
+                scale = track.scale if track.scale is not None else self.scale_m(structure)
                 R, t = track.R, track.t * scale
             else:
-                R, t, structure = pose.R, pose.t, alpha
+                scale = math.exp(log_scale) if log_scale is not None else pnp_scale
+                R, t, structure = pose.R, pose.t * (scale / pnp_scale), alpha
             skeleton = self.category.structure(structure) * scale
             result.objects.append(ObjectEstimate(
                 track_id=track.track_id, category=self.category.name, score=score,

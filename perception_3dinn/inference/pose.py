@@ -203,6 +203,89 @@ def metric_pose(keypoints_2d: np.ndarray, confidences: np.ndarray, skeleton_m: n
                       source='interpreter', reproj_error_px=err, num_keypoints=0)
 
 
+@dataclass(frozen=True)
+class FloorPlane:
+    """The floor the objects stand on, in the camera optical frame.
+
+    Points x of the floor satisfy `normal . x + offset = 0`; `normal` is the unit up vector
+    (from the floor towards the camera) and `offset` the camera's height above the floor in
+    metres. A robot knows it from its camera mount (TF base_footprint -> camera optical frame).
+    """
+
+    normal: np.ndarray
+    offset: float
+
+    @classmethod
+    def from_coefficients(cls, coefficients) -> FloorPlane:
+        """`[a, b, c, d]` with `a x + b y + c z + d = 0`, any scale; d > 0 (camera above)."""
+        c = np.asarray(coefficients, np.float64).reshape(-1)
+        if c.shape != (4,) or not np.all(np.isfinite(c)):
+            raise ValueError(f'floor plane must be 4 finite numbers [a, b, c, d], got '
+                             f'{np.asarray(coefficients).tolist()}')
+        norm = float(np.linalg.norm(c[:3]))
+        if norm < 1e-9:
+            raise ValueError('floor plane normal (a, b, c) must not be zero')
+        plane = cls(normal=c[:3] / norm, offset=float(c[3]) / norm)
+        if plane.offset <= 0.0:
+            raise ValueError(f'floor plane: the camera must be above the floor (d > 0 with the '
+                             f'normal pointing up, got height {plane.offset:.3f} m); flip the '
+                             f'sign of all four numbers if the normal points down')
+        return plane
+
+    @classmethod
+    def from_object_pose(cls, R: np.ndarray, t: np.ndarray) -> FloorPlane:
+        """The floor under an upright object whose frame has its origin on the floor, z up
+        (the category frames of docs/interfaces.md), given its pose object -> camera."""
+        n = np.asarray(R, np.float64)[:, 2]
+        return cls.from_coefficients([*n, -float(n @ np.asarray(t, np.float64))])
+
+
+def floor_log_scale(R: np.ndarray, t_unit: np.ndarray, floor: FloorPlane, focal_px: float,
+                    angle_noise_px: float, max_tilt_rad: float,
+                    min_depression_rad: float) -> tuple[float, float] | None:
+    """Metric scale of an object from the floor it stands on.
+
+    A pose found with the skeleton at scale 1 puts the object's origin (on its floor, in the
+    category frame) at `t_unit`; at scale s it is at `s * t_unit`, which must lie on the
+    floor: `s = -offset / (normal . t_unit)`. Only the direction of the ray to the object's
+    foot matters, so the error grows as the ray grazes the floor.
+
+    Args:
+        R: `(3, 3)` object -> camera rotation (from PnP or the interpreter).
+        t_unit: `(3,)` translation for the skeleton at unit scale.
+        floor: the floor in the camera optical frame.
+        focal_px: camera focal length in pixels (angle of one pixel).
+        angle_noise_px: image noise of the foot point, pixels (e.g. the PnP reprojection RMS).
+        max_tilt_rad: objects whose up axis leans more than this from the floor normal (tipped
+            over, or on another surface) get no floor scale.
+        min_depression_rad: rays closer than this to the horizon get no floor scale.
+
+    Returns:
+        (log s, its standard deviation) or None when the floor cannot tell the scale.
+    """
+    R = np.asarray(R, np.float64)
+    t_unit = np.asarray(t_unit, np.float64)
+    n = floor.normal
+    if float(R[:, 2] @ n) < np.cos(max_tilt_rad):
+        return None
+    dist = float(np.linalg.norm(t_unit))
+    height = -float(n @ t_unit)  # object origin below the camera, in unit-scale lengths
+    if not (np.isfinite(dist) and dist > 0.0) or height <= dist * np.sin(min_depression_rad):
+        return None
+    sin_dep = height / dist
+    sigma = max(float(angle_noise_px), 0.5) / max(float(focal_px), 1e-6) / sin_dep
+    return float(np.log(floor.offset / height)), float(sigma)
+
+
+def fuse_log_scales(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """Inverse-variance mean of independent (log scale, std) estimates -> (log s, std)."""
+    if not estimates:
+        raise ValueError('fuse_log_scales needs at least one estimate')
+    w = np.array([1.0 / max(sd, 1e-9) ** 2 for _, sd in estimates])
+    mu = np.array([m for m, _ in estimates])
+    return float(w @ mu / w.sum()), float(1.0 / np.sqrt(w.sum()))
+
+
 def object_score(confidences: np.ndarray, reproj_error_px: float, box_size_px: float,
                  box_score: float = 1.0, error_scale: float = 0.05) -> float:
     """Object score in [0, 1]: mean keypoint confidence x reprojection agreement x box score.

@@ -87,6 +87,12 @@ class PipelineConfig:
         size_from_structure: metric scale = size prior x the manifest's size model of the
             structure (instance size given its shape), when the manifest has one; else the
             category's size prior alone.
+        size_sigma: standard deviation of the log metric scale from the size model (or the
+            size prior), used to weigh it against the floor's scale when a floor is given.
+        floor_max_tilt_deg: with a floor plane, objects whose up axis leans more than this
+            from the floor normal keep the size-model scale.
+        floor_min_depression_deg: with a floor plane, objects seen closer than this to the
+            horizon keep the size-model scale (the floor intersection is ill-conditioned).
         compute_voxels: fill `ObjectEstimate.voxels` from the structure.
         voxel_size: voxels per axis of the occupancy grid.
         voxel_radius_m: radius of the skeleton tubes rasterised into the grid; 0 -> a radius
@@ -108,6 +114,9 @@ class PipelineConfig:
     max_pnp_reproj_px: float = 20.0
     pnp_refine: bool = False
     size_from_structure: bool = True
+    size_sigma: float = 0.08
+    floor_max_tilt_deg: float = 20.0
+    floor_min_depression_deg: float = 3.0
     compute_voxels: bool = True
     voxel_size: int = 32
     voxel_radius_m: float = 0.0
@@ -128,6 +137,10 @@ class PipelineConfig:
              'min_keypoint_confidence must be in [0, 1]'),
             (self.min_pnp_keypoints >= 4, 'min_pnp_keypoints must be >= 4 (PnP needs 4)'),
             (self.max_pnp_reproj_px > 0, 'max_pnp_reproj_px must be > 0'),
+            (0.0 < self.size_sigma <= 2.0, 'size_sigma must be in (0, 2]'),
+            (0.0 <= self.floor_max_tilt_deg <= 90.0, 'floor_max_tilt_deg must be in [0, 90]'),
+            (0.0 <= self.floor_min_depression_deg < 90.0,
+             'floor_min_depression_deg must be in [0, 90)'),
             (2 <= self.voxel_size <= 256, 'voxel_size must be in [2, 256]'),
             (self.voxel_radius_m >= 0, 'voxel_radius_m must be >= 0'),
             (self.num_threads >= 0, 'num_threads must be >= 0 (0: library default)'),

@@ -110,6 +110,24 @@ class INN3D(nn.Module):
         self.interpreter = Interpreter(config.interpreter)
         self.projection = ProjectionLayer(torch.as_tensor(bases, dtype=torch.float32))
 
+    def add_refine(self, config: RefineConfig | None = None) -> RefineBottleneck:
+        """Add a refinement bottleneck to a model without one, as an exact identity at first
+        (its last layer starts at zero), so that a trained keypoint net can be continued with
+        it and compared with the same net continued without it."""
+        if self.refine is not None:
+            raise ValueError('the model has a refinement bottleneck already')
+        kcfg = self.config.keypoint
+        config = config or RefineConfig(num_keypoints=kcfg.num_keypoints,
+                                        heatmap_size=self.config.heatmap_size)
+        refine = RefineBottleneck(config)
+        last = refine.decoder[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.config.refine = config
+        self.config.validate()
+        self.refine = refine
+        return refine
+
     def heatmaps(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` -> ``(B, N, S/4, S/4)`` (refined when configured)."""
         s = self.config.input_size

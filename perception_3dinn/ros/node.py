@@ -92,6 +92,7 @@ class ChairDetector(LifecycleNode):
         self.category: Category | None = None
         self.stats = diagnostics.NodeStats()
         self._pipe: Any = None
+        self._floor: Any = None  # FloorPlane from pose.floor_plane, or None
         self._backend = ''
         self._slot = LatestSlot()
         self._pairer: StampPairer | None = None
@@ -131,6 +132,7 @@ class ChairDetector(LifecycleNode):
         try:
             self.category = load_category(settings['category'])
             settings.pipeline_config()
+            self._floor = settings.floor_plane()
         except (FileNotFoundError, ValueError) as err:
             self.get_logger().error(f'configure failed: {err}')
             return TransitionCallbackReturn.FAILURE
@@ -450,7 +452,7 @@ class ChairDetector(LifecycleNode):
             boxes = [convert.no_detector_box(
                 w, h, settings['input.no_detector_box'], settings['input.center_box_fraction'],
                 classes[0] if classes else category.name)]
-        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9)
+        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=self._floor)
         bad = [(i, r) for i, r in result.skipped if _is_bad_box(r)]
         if bad:
             self.stats.count('bad.boxes', len(bad))

@@ -9,7 +9,9 @@ configure transition.
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from perception_3dinn.inference.pose import FloorPlane
 from perception_3dinn.inference.types import PipelineConfig
 from perception_3dinn.tracking import TrackerConfig
 
@@ -61,8 +64,9 @@ class ParamSpec:
     def descriptor(self) -> ParameterDescriptor:
         """The ParameterDescriptor declared with this parameter."""
         kind = type(self.default)
-        desc = ParameterDescriptor(name=self.name, type=_TYPES[kind],
-                                   description=self.description)
+        ptype = (ParameterType.PARAMETER_DOUBLE_ARRAY if self.is_double_array
+                 else _TYPES[kind])
+        desc = ParameterDescriptor(name=self.name, type=ptype, description=self.description)
         if self.choices:
             desc.additional_constraints = 'one of: ' + ', '.join(self.choices)
         if kind is float and (self.low is not None or self.high is not None):
@@ -75,11 +79,26 @@ class ParamSpec:
                 to_value=int(self.high if self.high is not None else 2 ** 62), step=0)]
         return desc
 
+    @property
+    def is_double_array(self) -> bool:
+        """A list default of floats declares a double array (of that fixed length)."""
+        return isinstance(self.default, list) and bool(self.default) and all(
+            isinstance(v, float) for v in self.default)
+
     def check(self, value: Any) -> str | None:
         """None when `value` is allowed, else the reason it is refused."""
         kind = type(self.default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if self.is_double_array:
+            n = len(self.default)
+            if isinstance(value, array.array):  # how rclpy hands over double arrays
+                value = value.tolist()
+            if (not isinstance(value, (list, tuple)) or len(value) != n
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               and math.isfinite(v) for v in value)):
+                return f'{self.name} must be a list of {n} finite numbers'
+            return None
         if kind is list:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str)
                                                                for v in value):
@@ -165,6 +184,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('pose.size_from_structure', _P.size_from_structure,
               'metric scale from the structure (size model of the manifest) rather than the '
               'bare category size prior'),
+    ParamSpec('pose.floor_plane', [0.0, 0.0, 0.0, 0.0],
+              'the floor in the camera optical frame, [a, b, c, d] with a x + b y + c z + d = '
+              '0, normal pointing up, d the camera height in metres: the metric scale of '
+              'upright objects is then also measured from the floor; all zeros: unknown'),
     # Smoothing (tracking.TrackerConfig).
     ParamSpec('smoothing.enabled', _P.smoothing, 'track objects and smooth them over time'),
     ParamSpec('smoothing.iou_threshold', _T.iou_threshold,
@@ -261,6 +284,16 @@ class NodeSettings:
         if path:
             return Path(path).expanduser()
         return default_manifest(str(self['category']))
+
+    def floor_plane(self) -> FloorPlane | None:
+        """pose.floor_plane as a FloorPlane, None when all zeros (raises ValueError if bad)."""
+        coefficients = [float(v) for v in self['pose.floor_plane']]
+        if not any(coefficients):
+            return None
+        try:
+            return FloorPlane.from_coefficients(coefficients)
+        except ValueError as err:
+            raise ValueError(f'pose.floor_plane: {err}') from None
 
     def pipeline_config(self, model_crop_pad: float | None = None) -> PipelineConfig:
         """The runtime's PipelineConfig from these settings (raises ValueError if invalid).
