@@ -118,7 +118,8 @@ def live_phase(frames: list, rate_hz: float, loops: int) -> dict:
             'node_latency_ms_p95': float(values.get('latency_ms.p95', 'nan')),
             'node_breakdown_ms_p50': {
                 k: float(values.get(f'{k}_ms.p50', 'nan'))
-                for k in ('input_delay', 'queue', 'processing', 'pipeline', 'model')},
+                for k in ('input_delay', 'queue', 'processing', 'pipeline', 'model', 'image',
+                          'build', 'publish')},
             'latency_ms': lat, 'index': idx}
 
 

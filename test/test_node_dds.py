@@ -118,6 +118,10 @@ def test_diagnostics_report_backend_and_counts(harness: Harness) -> None:
     values = harness.wait_for(latest_processed)
     assert values['backend'] == 'onnxruntime/cpu'
     assert float(values['latency_ms.p50']) > 0
+    # the per-frame breakdown of the node's own work (ROS overhead = processing - pipeline)
+    parts = [float(values[f'{k}_ms.p50']) for k in ('image', 'pipeline', 'build', 'publish')]
+    assert all(p >= 0 for p in parts)
+    assert sum(parts) <= float(values['processing_ms.p50']) * 1.5 + 1.0
 
 
 def test_deactivate_unsubscribes_and_reactivation_works(harness: Harness) -> None:

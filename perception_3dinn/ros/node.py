@@ -434,6 +434,7 @@ class ChairDetector(LifecycleNode):
         t0 = time.perf_counter()
         try:
             rgb = convert.image_to_rgb(image_msg)
+            t_image = time.perf_counter()
         except convert.InputError as err:
             self.stats.count('bad.image')
             self.warn_throttled(f'image:{err.kind}', f'image dropped: {err}')
@@ -468,9 +469,11 @@ class ChairDetector(LifecycleNode):
                 'or the output.camera_frame parameter')
         header = Header(stamp=image_msg.header.stamp, frame_id=frame)
         wanted = self._wanted_outputs(settings)
+        t_build = time.perf_counter()
         msgs = convert.frame_messages(result, header, category,
                                       settings['output.frame_prefix'], self._track_ids,
                                       settings['filter.min_object_score'], wanted)
+        t_publish = time.perf_counter()
         self._publish(settings, header, category, msgs, wanted)
         done = time.perf_counter()
         self.stats.count('processed')
@@ -480,6 +483,8 @@ class ChairDetector(LifecycleNode):
             latency_ms=(self._now_ns() - stamp_ns) * 1e-6, processing_ms=(done - t0) * 1e3,
             pipeline_ms=float(result.timings_ms.get('total', float('nan'))),
             model_ms=float(result.timings_ms.get('network', float('nan'))),
+            image_ms=(t_image - t0) * 1e3, build_ms=(t_publish - t_build) * 1e3,
+            publish_ms=(done - t_publish) * 1e3,
             queue_ms=(start_ns - paired_ns) * 1e-6 if paired_ns else float('nan'))
 
     _OUTPUT_PARAMS = {'objects': 'output.publish_structures', 'voxels': 'output.publish_voxels',
