@@ -29,8 +29,8 @@ VARIANTS = [
     # name, input size, keypoint channels, refine
     ('96 px, 32 ch', 96, 32, False),
     ('128 px, 24 ch', 128, 24, False),
-    ('128 px, 32 ch (default)', 128, 32, False),
-    ('128 px, 32 ch + refine', 128, 32, True),
+    ('128 px, 32 ch', 128, 32, False),
+    ('128 px, 32 ch + refine (default)', 128, 32, True),
     ('128 px, 48 ch', 128, 48, False),
     ('160 px, 32 ch', 160, 32, False),
 ]

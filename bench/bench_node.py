@@ -86,11 +86,17 @@ def bench_bag(frames: int, path: Path) -> Path:
     return path
 
 
-def live_phase(frames: list, rate_hz: float, loops: int) -> dict:
+SUBSCRIBERS = {
+    'all': None,  # every output, as with RViz open
+    'core': ('/chair_detector/objects', '/tf', '/diagnostics'),  # a grasping pipeline
+}
+
+
+def live_phase(frames: list, rate_hz: float, loops: int, subscribe: str = 'all') -> dict:
     from perception_3dinn.ros.convert import stamp_to_ns
     from perception_3dinn.ros.replay import LiveReplay
 
-    replay = LiveReplay(compressed=False)
+    replay = LiveReplay(compressed=False, topics=SUBSCRIBERS[subscribe])
     try:
         replay.wait_ready(60.0)
         replay.warm_up(frames[0], 60.0)
@@ -138,6 +144,9 @@ def main() -> None:
     parser.add_argument('--fastdds-profile', default=str(PROFILE),
                         help="Fast DDS XML profile for node and player ('' : Fast DDS defaults, "
                              'whose 512 KB shared-memory segments lose raw 640x480 images)')
+    parser.add_argument('--subscribe', choices=sorted(SUBSCRIBERS), default='all',
+                        help='outputs the player subscribes to (the node builds only those): '
+                        'all (as with RViz open) or core (objects, /tf, /diagnostics)')
     parser.add_argument('--out', type=Path, default=RESULTS, help='folder for the tables')
     args = parser.parse_args()
     results = args.out
@@ -176,16 +185,16 @@ def main() -> None:
     try:
         nominal_rate = max(1.0, min(10.0, 250.0 / max(model_ms, 1.0)))
         print(f'nominal live run at {nominal_rate:.1f} Hz ...', flush=True)
-        nominal = live_phase(frames, nominal_rate, loops=2)
+        nominal = live_phase(frames, nominal_rate, loops=2, subscribe=args.subscribe)
         serve_hz = 1000.0 / max(pct(nominal['latency_ms'], 50), 1e-3)
         over_rate = 2.0 * serve_hz
         print(f'overload run at {over_rate:.1f} Hz (2 x {serve_hz:.1f}) ...', flush=True)
-        overload = live_phase(frames, over_rate, loops=3)
+        overload = live_phase(frames, over_rate, loops=3, subscribe=args.subscribe)
         soak = None
         if args.soak_minutes > 0:
             loops = max(1, int(args.soak_minutes * 60 * nominal_rate / len(frames)))
             print(f'soak: {loops} loops at {nominal_rate:.1f} Hz ...', flush=True)
-            soak = live_phase(frames, nominal_rate, loops=loops)
+            soak = live_phase(frames, nominal_rate, loops=loops, subscribe=args.subscribe)
     finally:
         sampler.stop()
         proc.send_signal(2)
@@ -200,6 +209,8 @@ def main() -> None:
     third = max(1, len(rss) // 3)
     rows = {
         'model': str(manifest), 'trained_model': trained, 'image': '640x480 rgb8, 1 chair',
+        'subscribed_outputs': ('all' if SUBSCRIBERS[args.subscribe] is None
+                               else ', '.join(SUBSCRIBERS[args.subscribe])),
         'backend': 'onnxruntime cpu, 1 thread',
         'fastdds_profile': Path(args.fastdds_profile).name if args.fastdds_profile else 'default',
         'offline_frame_ms_p50': model_ms, 'offline_network_ms_p50': network_ms,
@@ -239,7 +250,8 @@ def main() -> None:
                    '(shared with other work: timings are noisy)',
         'command': 'python bench/bench_node.py ' + ' '.join(sys.argv[1:]),
     }
-    name = 'bench_node_soak' if soak else 'bench_node'
+    name = ('bench_node_soak' if soak else 'bench_node') + (
+        '' if args.subscribe == 'all' else f'_{args.subscribe}')
     if soak:
         rows['soak_latency_ms_p50'] = pct(soak['latency_ms'], 50)
         rows['soak_latency_ms_p95'] = pct(soak['latency_ms'], 95)

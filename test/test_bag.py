@@ -187,3 +187,10 @@ def test_evaluate_live_through_the_node(tmp_path: Path, install_prefix: Path) ->
     assert topics[bagio.COMPRESSED_TOPIC][1] == 6
     assert topics['/tf'][0] == 'tf2_msgs/msg/TFMessage'
     assert 'Traceback' not in (tmp_path / 'eval' / 'node.log').read_text()
+
+
+def test_live_replay_needs_the_objects_topic() -> None:
+    from perception_3dinn.ros.replay import LiveReplay
+
+    with pytest.raises(ValueError, match='objects'):
+        LiveReplay(compressed=False, topics=('/tf', '/diagnostics'))

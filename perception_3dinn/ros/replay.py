@@ -9,7 +9,7 @@ time, ready to be written to an output bag.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 import threading
@@ -108,7 +108,13 @@ class Recording:
 class LiveReplay:
     """Publishes frames to the node's inputs and records all of its outputs."""
 
-    def __init__(self, compressed: bool, node_name: str = 'chair_detector') -> None:
+    def __init__(self, compressed: bool, node_name: str = 'chair_detector',
+                 topics: Collection[str] | None = None) -> None:
+        """`topics`: the outputs to subscribe and record (keys of `bagio.OUTPUT_TOPICS`);
+        None: all. The node builds only the outputs somebody subscribes to."""
+        objects_topic = '/chair_detector/objects'
+        if topics is not None and objects_topic not in topics:
+            raise ValueError(f'LiveReplay: topics must include {objects_topic}')
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('p3_bag_replay', context=self.context)
@@ -128,6 +134,8 @@ class LiveReplay:
         self._last_rx = time.monotonic()
         self._subs = []
         for topic, type_name in bagio.OUTPUT_TOPICS.items():
+            if topics is not None and topic not in topics:
+                continue
             topic = topic.replace('/chair_detector/', f'/{node_name}/')
             depth = 100 if topic == '/tf' else 50
             durability = (DurabilityPolicy.TRANSIENT_LOCAL if topic.endswith('skeleton_info')
