@@ -13,7 +13,14 @@ re-stamped with the wall clock) through DDS:
 3. overload: live at twice the rate the node can serve: latency must stay bounded (latest
    wins) and the drops are counted;
 4. memory: the node's resident set (VmRSS) sampled through the run (and over an optional
-   looped soak of --soak-minutes), first vs last third.
+   looped soak of --soak-minutes), first vs last third;
+5. transport floor: the same raw image between two bare rclpy processes (bench/
+   transport_probe.py), stamp -> callback: what any Python subscriber pays before the node
+   does anything. The node's own time is split in /diagnostics into input delay, queue,
+   image conversion, pipeline, message building and publishing.
+
+With --subscribe core the player subscribes only to objects, /tf and /diagnostics (the node
+then builds no markers, voxels or 3D detections); tables get a _core suffix.
 
 Prints and saves bench/results/bench_node.{json,md} (bench_node_soak.* with a soak).
 Targets (issue 6): latency p50 <= model time + 3 ms; bounded latency and counted drops at 2x;
@@ -129,6 +136,21 @@ def live_phase(frames: list, rate_hz: float, loops: int, subscribe: str = 'all')
             'latency_ms': lat, 'index': idx}
 
 
+def transport_floor(count: int = 80, rate_hz: float = 10.0) -> dict:
+    """What rclpy alone costs for the bench image: stamp -> callback between two processes."""
+    probe = [sys.executable, str(REPO / 'bench' / 'transport_probe.py')]
+    sub = subprocess.Popen(probe + ['sub', '--seconds', str(count / rate_hz + 6.0)],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        subprocess.run(probe + ['pub', '--count', str(count), '--rate', str(rate_hz)],
+                       check=True, timeout=120)
+        out, _ = sub.communicate(timeout=60)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float('nan')
 
@@ -203,6 +225,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
 
+    print('rclpy transport floor (same image, no node) ...', flush=True)
+    floor = transport_floor()
     overhead = [lat - offline['_frame_ms'][i] for lat, i in
                 zip(nominal['latency_ms'], nominal['index'])]
     rss = [r for _, r in sampler.samples]
@@ -218,6 +242,8 @@ def main() -> None:
         'node_stamp_to_publish_ms_p50': nominal['node_latency_ms_p50'],
         'node_stamp_to_publish_ms_p95': nominal['node_latency_ms_p95'],
         **{f'node_{k}_ms_p50': v for k, v in nominal['node_breakdown_ms_p50'].items()},
+        'rclpy_image_transport_ms_p50': floor['delay_ms_p50'],
+        'rclpy_image_transport_ms_p95': floor['delay_ms_p95'],
         'latency_ms_p50': pct(nominal['latency_ms'], 50),
         'latency_ms_p95': pct(nominal['latency_ms'], 95),
         'ros_overhead_ms_p50': pct(overhead, 50), 'ros_overhead_ms_p95': pct(overhead, 95),
