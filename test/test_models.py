@@ -146,6 +146,35 @@ def test_refine_model_runs():
         assert m(torch.randn(2, 3, 64, 64))[0].shape == (2, N, 16, 16)
 
 
+def test_add_refine_starts_as_the_identity_and_trains(tmp_path):
+    torch.manual_seed(1)
+    cfg = make_config('chair', N, [0.1] * K, input_size=64)
+    m = INN3D(cfg, _bases().float()).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        before = m.heatmaps(x)
+        m.add_refine()
+        after = m.heatmaps(x)
+    assert m.config.refine is not None and m.config.refine.heatmap_size == 16
+    assert torch.equal(before, after)  # exactly the trained net's heatmaps at first
+    with pytest.raises(ValueError, match='already'):
+        m.add_refine()
+    # one optimiser step moves the (zero) last layer: the bottleneck is trainable
+    m.train()
+    opt = torch.optim.SGD(m.refine.parameters(), lr=0.1)
+    loss = (m.heatmaps(x) - 1.0).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert m.refine.decoder[-1].weight.abs().sum() > 0
+    # the config round-trips through a checkpoint with the bottleneck in it
+    category = {'name': 'chair', 'keypoint_names': [f'k{i}' for i in range(N)],
+                'edges': [[0, 1]], 'bases': m.projection.bases.double().tolist(),
+                'alpha_std': list(m.config.interpreter.alpha_std), 'size_prior_m': 1.0}
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / 'r.pt', m.eval(), category))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.heatmaps(x), m.heatmaps(x))
+
+
 def test_onnx_export_parity(tmp_path, model):
     ort = pytest.importorskip('onnxruntime')
     path = tmp_path / 'm.onnx'

@@ -95,6 +95,19 @@ def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
     assert payload['stage'] == 'finetune'
     assert any(not torch.equal(wf[k], merged[k]) for k in wf if k.startswith('keypoint_net'))
     assert (tmp_path / 'f' / 'loss.png').is_file()
+    # continuing the keypoint net with --refine adds the bottleneck; merging it with an
+    # interpreter checkpoint that has none carries the bottleneck over
+    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'kr'),
+                '--val-size', '4', '--init', str(tmp_path / 'k' / 'model.pt'), '--refine']
+               + common)
+    wr, _ = _weights(tmp_path / 'kr' / 'model.pt')
+    assert any(k.startswith('refine.') for k in wr)
+    merged = train.merge_stages(str(tmp_path / 'kr' / 'model.pt'),
+                                str(tmp_path / 'i' / 'model.pt'))
+    assert merged.config.refine is not None
+    for key, value in merged.state_dict().items():
+        if key.startswith(('keypoint_net', 'refine')):
+            torch.testing.assert_close(value, wr[key], rtol=0, atol=0)
 
 
 def test_crop_sampler_keypoints_follow_the_image(tiny_dataset):
