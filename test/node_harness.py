@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import os
 from pathlib import Path
 import signal
@@ -105,6 +105,15 @@ class NodeProcess:
                 self.proc.wait(timeout=5)
         self._reader.join(timeout=5)
         return self.proc.returncode
+
+
+def running_node(env: dict[str, str], *params: str) -> Iterator[NodeProcess]:
+    """Body of a node fixture (`yield from running_node(...)`): the node while the tests run,
+    then SIGINT and an asserted clean exit (code 0, the log in the message)."""
+    proc = NodeProcess(env, *params)
+    yield proc
+    code = proc.stop()
+    assert code == 0, proc.log_since(0)
 
 
 def stamp(seconds: float) -> Time:

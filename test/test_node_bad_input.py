@@ -16,6 +16,7 @@ from node_harness import (
     image_msg,
     model_manifest,
     NodeProcess,
+    running_node,
 )
 import numpy as np
 import pytest
@@ -30,11 +31,8 @@ pytestmark = pytest.mark.ros
 def node(ros_env: dict[str, str], install_prefix: Path,
          tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
     manifest = model_manifest(tmp_path_factory.mktemp('model'))
-    proc = NodeProcess(ros_env, 'autostart:=true', f'model.manifest:={manifest}',
-                       'diagnostics.period_s:=0.5')
-    yield proc
-    code = proc.stop()
-    assert code == 0, proc.log_since(0)
+    yield from running_node(ros_env, 'autostart:=true', f'model.manifest:={manifest}',
+                            'diagnostics.period_s:=0.5')
 
 
 @pytest.fixture(scope='module')

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from lifecycle_msgs.msg import Transition
-from node_harness import FRAME, Harness, HEIGHT, model_manifest, NodeProcess, WIDTH
+from node_harness import (
+    FRAME,
+    Harness,
+    HEIGHT,
+    model_manifest,
+    NodeProcess,
+    running_node,
+    WIDTH,
+)
 import numpy as np
 import pytest
 
@@ -25,11 +33,8 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='module')
 def node(ros_env: dict[str, str], install_prefix: Path, manifest: Path) -> NodeProcess:
-    proc = NodeProcess(ros_env, 'autostart:=false', f'model.manifest:={manifest}',
-                       'diagnostics.period_s:=0.5')
-    yield proc
-    code = proc.stop()
-    assert code == 0, proc.log_since(0)
+    yield from running_node(ros_env, 'autostart:=false', f'model.manifest:={manifest}',
+                            'diagnostics.period_s:=0.5')
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builtin_interfaces.msg import Time
-from node_harness import Harness, model_manifest, NodeProcess
+from node_harness import Harness, model_manifest, NodeProcess, running_node
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -18,10 +18,8 @@ pytestmark = pytest.mark.ros
 def node(ros_env: dict[str, str], install_prefix: Path,
          tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
     manifest = model_manifest(tmp_path_factory.mktemp('model'))
-    proc = NodeProcess(ros_env, 'autostart:=true', 'use_sim_time:=true',
-                       f'model.manifest:={manifest}')
-    yield proc
-    assert proc.stop() == 0, proc.log_since(0)
+    yield from running_node(ros_env, 'autostart:=true', 'use_sim_time:=true',
+                            f'model.manifest:={manifest}')
 
 
 def test_clock_jump_back_resets_tracks(node: NodeProcess) -> None:

@@ -122,6 +122,10 @@ def crop_roi(image: np.ndarray, crop: Crop) -> np.ndarray:
     return crop_image(image[y0:y1, x0:x1], local)
 
 
+# Image noise assumed for an object's foot point when the pose has no reprojection error
+# (interpreter fallback with no usable keypoints): it weighs the floor's scale down.
+UNKNOWN_FOOT_NOISE_PX = 5.0
+
 class Pipeline:
     """Crops -> network -> keypoints, structure, metric pose, tracking, voxels."""
 
@@ -283,7 +287,8 @@ class Pipeline:
                                  box.score)
             log_scale = None
             if floor is not None:
-                noise = pose.reproj_error_px if math.isfinite(pose.reproj_error_px) else 5.0
+                noise = (pose.reproj_error_px if math.isfinite(pose.reproj_error_px)
+                         else UNKNOWN_FOOT_NOISE_PX)
                 from_floor = floor_log_scale(
                     pose.R, pose.t / scale, floor, intrinsics.fy, noise,
                     math.radians(cfg.floor_max_tilt_deg),

@@ -142,12 +142,14 @@ class LiveReplay:
                           else DurabilityPolicy.VOLATILE)
             qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                              durability=durability)
-            self._subs.append(self.node.create_subscription(
+            sub = self.node.create_subscription(
                 bagio.message_class(type_name), topic,
                 lambda data, topic=topic, type_name=type_name: self._store(topic, type_name,
                                                                           data),
-                qos, raw=True))
-        self._objects_sub = self._subs[0]
+                qos, raw=True)
+            self._subs.append(sub)
+            if topic.endswith('/objects'):
+                self._objects_sub = sub
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)

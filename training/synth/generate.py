@@ -52,6 +52,34 @@ def shard_counts(count: int, shard_size: int) -> list[int]:
     return [shard_size] * full + ([rest] if rest else [])
 
 
+def render_shards(job, category: str, count: int, out: Path, seed: int, job_config,
+                  shard_size: int, workers: int, progress: bool, what: str,
+                  unit: str) -> list[dict]:
+    """Run ``job((category, seed, index, count, job_config, out))`` for every shard of
+    ``count`` samples (``workers`` processes) with a progress bar; the manifest's shard list."""
+    out.mkdir(parents=True, exist_ok=True)
+    counts = shard_counts(count, shard_size)
+    jobs = [(category, seed, i, c, job_config, str(out)) for i, c in enumerate(counts)]
+    bar = tqdm(total=count, desc=f'{category} {what}', unit=unit, disable=not progress)
+    return dataset.run_shard_jobs(job, jobs, workers, bar)
+
+
+def manifest_head(kind: str, generator: str, category: str, seed: int, count: int,
+                  shard_size: int) -> dict:
+    """The fields every data set manifest starts with."""
+    return {
+        'format_version': dataset.FORMAT_VERSION,
+        'kind': kind,
+        'generator': generator,
+        'generator_version': GENERATOR_VERSION,
+        'category': category,
+        'category_sha256': _category_sha(category),
+        'seed': seed,
+        'count': count,
+        'shard_size': shard_size,
+    }
+
+
 def generate_image_dataset(category: str, count: int, out: str | Path, seed: int,
                            config: ImageConfig | None = None, shard_size: int = 500,
                            workers: int = 1, progress: bool = True) -> dict:
@@ -62,28 +90,17 @@ def generate_image_dataset(category: str, count: int, out: str | Path, seed: int
     """
     config = config or ImageConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cat = load_category(category)
-    counts = shard_counts(count, shard_size)
-    jobs = [(category, seed, i, c, config, str(out)) for i, c in enumerate(counts)]
-    bar = tqdm(total=count, desc=f'{category} images', unit='img', disable=not progress)
-    shards = dataset.run_shard_jobs(_image_shard_job, jobs, workers, bar)
+    shards = render_shards(_image_shard_job, category, count, out, seed, config, shard_size,
+                           workers, progress, 'images', 'img')
     res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
     sizes = {'S': config.size, 'N': cat.num_keypoints, 'K': cat.num_bases, 'V': VOXEL_SIZE}
     fields = {name: {'shape': [sizes.get(d, d) for d in shape], 'dtype': dtype}
               for name, (shape, dtype) in SAMPLE_FIELDS.items()}
     fields['voxels']['stored'] = 'np.packbits along the last axis; the loader unpacks'
     manifest = {
-        'format_version': dataset.FORMAT_VERSION,
-        'kind': 'images',
-        'generator': 'training.synth.images',
-        'generator_version': GENERATOR_VERSION,
-        'category': category,
-        'category_sha256': _category_sha(category),
+        **manifest_head('images', 'training.synth.images', category, seed, count, shard_size),
         'keypoint_names': list(cat.keypoint_names),
-        'seed': seed,
-        'count': count,
-        'shard_size': shard_size,
         'image_size': [config.size, config.size],
         'config': config.to_dict(),
         'fields': fields,
@@ -132,28 +149,17 @@ def generate_heatmap_dataset(category: str, count: int, out: str | Path, seed: i
                              progress: bool = True) -> dict:
     """Shards of the interpreter's synthetic heatmaps (``training.synth.heatmap_sampler``,
     no rendering), with a manifest; deterministic per (seed, shard)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    counts = shard_counts(count, shard_size)
-    jobs = [(category, seed, i, c, size, str(out)) for i, c in enumerate(counts)]
-    bar = tqdm(total=count, desc=f'{category} heatmaps', disable=not progress)
-    shards = dataset.run_shard_jobs(_heatmap_shard_job, jobs, workers, bar)
+    shards = render_shards(_heatmap_shard_job, category, count, Path(out), seed, size,
+                           shard_size, workers, progress, 'heatmaps', 'it')
     manifest = {
-        'format_version': dataset.FORMAT_VERSION,
-        'kind': 'heatmaps',
-        'generator': 'training.synth.heatmap_sampler',
-        'generator_version': GENERATOR_VERSION,
-        'category': category,
-        'category_sha256': _category_sha(category),
-        'seed': seed,
-        'count': count,
-        'shard_size': shard_size,
+        **manifest_head('heatmaps', 'training.synth.heatmap_sampler', category, seed, count,
+                        shard_size),
         'input_size': size,
         'fields': 'see training.synth.heatmap_sampler.HeatmapSampler (heatmaps stored float16, '
                   'clean_heatmaps dropped)',
         'shards': shards,
     }
-    dataset.write_manifest(out, manifest)
+    dataset.write_manifest(Path(out), manifest)
     return manifest
 
 

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from perception_3dinn.geometry import look_at, rotation_about_z
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.voxels import grid_for_dimensions
 from training.synth import dataset, render
 from training.synth.images import VOXEL_SIZE
-from training.synth.procedural import generate, GENERATOR_VERSION, keypoint_diagonal
+from training.synth.procedural import generate, keypoint_diagonal
 
 TRAJECTORIES = ('orbit', 'approach', 'handheld', 'pan_exit')
 NEAR = 0.1
@@ -410,16 +409,13 @@ def generate_video_dataset(category: str, count: int, out: str | Path, seed: int
                            config: VideoConfig | None = None, shard_size: int = 4,
                            workers: int = 1, progress: bool = True) -> dict:
     """Render ``count`` videos into ``out`` (shards of ``shard_size`` videos + manifest)."""
-    from training.synth.generate import _category_sha, shard_counts
+    from training.synth.generate import manifest_head, render_shards
 
     config = config or VideoConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cat = load_category(category)
-    counts = shard_counts(count, shard_size)
-    jobs = [(category, seed, i, c, config, str(out)) for i, c in enumerate(counts)]
-    bar = tqdm(total=count, desc=f'{category} videos', unit='video', disable=not progress)
-    shards = dataset.run_shard_jobs(_video_shard_job, jobs, workers, bar)
+    shards = render_shards(_video_shard_job, category, count, out, seed, config, shard_size,
+                           workers, progress, 'videos', 'video')
     res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
     T, H, W, M = config.frames, config.height, config.width, config.objects[1]
     N, K = cat.num_keypoints, cat.num_bases
@@ -433,16 +429,8 @@ def generate_video_dataset(category: str, count: int, out: str | Path, seed: int
         'present': [T, M], 'trajectory': [],
     }
     manifest = {
-        'format_version': dataset.FORMAT_VERSION,
-        'kind': 'videos',
-        'generator': 'training.synth.videos',
-        'generator_version': GENERATOR_VERSION,
-        'category': category,
-        'category_sha256': _category_sha(category),
+        **manifest_head('videos', 'training.synth.videos', category, seed, count, shard_size),
         'keypoint_names': list(cat.keypoint_names),
-        'seed': seed,
-        'count': count,
-        'shard_size': shard_size,
         'config': config.to_dict(),
         'trajectories': list(TRAJECTORIES),
         'fields': {k: {'shape': v} for k, v in shapes.items()},
