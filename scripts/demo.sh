@@ -3,7 +3,8 @@
 # sequence with the default model on CPU, over real DDS.
 #
 #   1. generate the demo bag deterministically if it is absent (out/demo/chair_demo);
-#   2. start the node (console script, config/chair_detector.yaml, autostart);
+#   2. start the node (console script, config/chair_detector.yaml, autostart, the floor
+#      from TF: pose.floor_frame:=floor, as the bag carries floor -> camera on /tf);
 #   3. play the bag to it over DDS, record its outputs, evaluate against ground truth
 #      (and the same bag offline through the pipeline, for the ROS overhead);
 #   4. print a summary and the files written.
@@ -32,7 +33,8 @@ LOOPS="${DEMO_LOOPS:-1}"
 mkdir -p "$EVAL"
 say() { printf '\033[1;32m[demo]\033[0m %s\n' "$*"; }
 
-if [ ! -f "$BAG/metadata.yaml" ]; then
+# Bags written before make-demo added /tf (the camera's pose above the floor) are rewritten.
+if [ ! -f "$BAG/metadata.yaml" ] || ! grep -q 'topic_name: /tf$' "$BAG/metadata.yaml"; then
   say "generating the demo bag (deterministic, seed 7) -> $BAG"
   rm -rf "$BAG"
   python -m training.bag make-demo --out "$BAG"
@@ -60,6 +62,7 @@ NODE_EXE="$ROOT/install/perception_3dinn/lib/perception_3dinn/chair_detector"
 say "starting chair_detector (ROS_DOMAIN_ID=$ROS_DOMAIN_ID, model $MODEL), log $EVAL/node.log"
 "$NODE_EXE" --ros-args --params-file "$ROOT/config/chair_detector.yaml" \
   -p autostart:=true -p input.compressed:=true -p "model.manifest:=$MODEL" \
+  -p pose.floor_frame:=floor \
   >"$EVAL/node.log" 2>&1 &
 NODE_PID=$!
 cleanup() {
@@ -73,6 +76,6 @@ trap cleanup EXIT
 
 say "playing $BAG at $RATE frames/s over DDS, recording and evaluating -> $EVAL"
 python -m training.bag evaluate --bag "$BAG" --out "$EVAL" --offline --live \
-  --rate "$RATE" --loops "$LOOPS" --model "$MODEL"
+  --rate "$RATE" --loops "$LOOPS" --model "$MODEL" --floor-frame floor
 cleanup
 say "node log: $EVAL/node.log"

@@ -63,6 +63,24 @@ def test_interpreter_loss_is_zero_at_ground_truth():
                                   model.projection.bases)[0]) > 100 * float(loss)
 
 
+def test_structure_loss_is_zero_at_the_truth_and_flip_invariant():
+    """The shape loss vanishes at the true coefficients and grows away from them; the
+    bases are mirror-symmetric (left/right keypoints swapped, lateral y negated), so a
+    horizontally flipped crop shows a chair with the same coefficients."""
+    from perception_3dinn.models.projection import structure_from_alpha
+    from training.losses import structure_loss
+
+    cat = train.load_category('chair')
+    model = train.build_model(cat)
+    bases, std = model.projection.bases, model.interpreter.alpha_std
+    alpha = torch.randn(8, cat.num_bases) * std
+    assert float(structure_loss(alpha, alpha, std, bases)) == 0.0
+    assert float(structure_loss(alpha + 0.2 * std, alpha, std, bases)) > 0.01
+    y = structure_from_alpha(alpha, bases)
+    mirrored = y[:, list(cat.flip_permutation)] * torch.tensor([1.0, -1.0, 1.0])
+    torch.testing.assert_close(mirrored, y, rtol=0, atol=1e-5)
+
+
 @pytest.fixture(scope='module')
 def tiny_dataset(tmp_path_factory):
     from training.synth.generate import generate_image_dataset
@@ -93,6 +111,17 @@ def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
         torch.testing.assert_close(merged[key], ref, rtol=0, atol=0)
     wf, payload = _weights(tmp_path / 'f' / 'model.pt')
     assert payload['stage'] == 'finetune'
+    # --w-structure adds the images' own shape to the loss (logged); 0 leaves it out
+    train.main(['finetune', '--data', str(tiny_dataset), '--out', str(tmp_path / 'fs'),
+                '--keypoints', str(tmp_path / 'k' / 'model.pt'),
+                '--interpreter', str(tmp_path / 'i' / 'model.pt'),
+                '--synthetic-batch', '4', '--w-structure', '5'] + common)
+    logs = {name: [r for r in map(json.loads, (tmp_path / name / 'log.jsonl').read_text()
+                                  .splitlines()) if r['kind'] == 'train']
+            for name in ('f', 'fs')}
+    assert all(r['structure'] == 0.0 for r in logs['f'])
+    assert all(r['structure'] > 0.0 for r in logs['fs'])
+    assert logs['fs'][0]['loss'] > logs['f'][0]['loss']
     assert any(not torch.equal(wf[k], merged[k]) for k in wf if k.startswith('keypoint_net'))
     assert (tmp_path / 'f' / 'loss.png').is_file()
     # continuing the keypoint net with --refine adds the bottleneck; merging it with an

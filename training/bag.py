@@ -2,12 +2,14 @@
 
     python -m training.bag make-demo [--out out/demo/chair_demo] [--seed 7] [--frames 90]
     python -m training.bag evaluate --bag out/demo/chair_demo --out out/demo/eval \\
-        [--offline] [--live [--start-node]] [--rate 15] [--loops 1]
+        [--offline] [--live [--start-node]] [--rate 15] [--loops 1] [--floor-frame floor]
 
 make-demo renders one synthetic video (training.synth.videos, deterministic for a seed) and
 writes /camera/image_raw/compressed (JPEG; --raw for sensor_msgs/Image), /camera/camera_info,
-/detections (ground-truth boxes with realistic noise, misses and false positives) and
-/ground_truth/objects.
+/detections (ground-truth boxes with realistic noise, misses and false positives),
+/ground_truth/objects and /tf `floor -> camera_optical_frame` (the camera's pose above the
+floor, as a robot's TF tree gives it, with a fixed calibration error of 1 deg tilt and 2 cm
+height by default).
 
 evaluate replays the bag (a) offline through the pipeline and (b) live through the node over
 DDS (re-stamped with the wall clock, so receipt minus stamp is the node's latency), and writes
@@ -89,8 +91,28 @@ def noisy_detections(boxes: np.ndarray, ids: np.ndarray, width: int, height: int
     return out
 
 
-def video_frames(video: dict, noise: DetectionNoise, seed: int) -> list[Any]:
-    """DemoFrames of one rendered video (training.synth.videos.render_video output)."""
+def camera_in_floor(video: dict, frame: int, tilt_bias_deg: float = 0.0,
+                    height_bias_m: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The camera's pose (R, p) in the floor frame (the video's world: z up, floor z = 0),
+    optionally with a fixed calibration error: the orientation tilted by `tilt_bias_deg`
+    about a horizontal axis and the height off by `height_bias_m` (same for every frame)."""
+    from scipy.spatial.transform import Rotation
+
+    Rc = np.asarray(video['camera_R'][frame], np.float64)  # world -> camera
+    tc = np.asarray(video['camera_t'][frame], np.float64)
+    R, p = Rc.T, -Rc.T @ tc
+    if tilt_bias_deg or height_bias_m:
+        heading = np.random.default_rng([seed, 2]).uniform(0.0, 2.0 * np.pi)
+        axis = np.array([np.cos(heading), np.sin(heading), 0.0])
+        R = Rotation.from_rotvec(np.radians(tilt_bias_deg) * axis).as_matrix() @ R
+        p = p + np.array([0.0, 0.0, height_bias_m])
+    return R, p
+
+
+def video_frames(video: dict, noise: DetectionNoise, seed: int, tilt_bias_deg: float = 0.0,
+                 height_bias_m: float = 0.0) -> list[Any]:
+    """DemoFrames of one rendered video (training.synth.videos.render_video output), with
+    the camera's pose above the floor (and the given calibration error) for /tf."""
     from perception_3dinn.camera import CameraIntrinsics
     from perception_3dinn.ros.bagdata import DemoFrame, GroundTruthObject
 
@@ -118,12 +140,14 @@ def video_frames(video: dict, noise: DetectionNoise, seed: int) -> list[Any]:
             ids.append(oid)
         dets = noisy_detections(np.asarray(vis_boxes).reshape(-1, 4), np.asarray(ids), W, H,
                                 rng, noise)
-        out.append(DemoFrame(frames[f], intr, objects, dets))
+        out.append(DemoFrame(frames[f], intr, objects, dets, camera_in_floor(
+            video, f, tilt_bias_deg, height_bias_m, seed)))
     return out
 
 
 def make_demo(out: Path, seed: int, frames: int, width: int, fps: float, compressed: bool,
-              noise: DetectionNoise, objects: tuple[int, int] = (1, 3)) -> dict[str, int]:
+              noise: DetectionNoise, objects: tuple[int, int] = (1, 3),
+              tilt_bias_deg: float = 1.0, height_bias_m: float = 0.02) -> dict[str, int]:
     """Render a synthetic video and write it as the demo bag at `out`."""
     from perception_3dinn.ros.bagdata import write_demo_bag
     from perception_3dinn.skeleton import load_category
@@ -135,7 +159,7 @@ def make_demo(out: Path, seed: int, frames: int, width: int, fps: float, compres
     print(f'rendering {frames} frames of {config.width}x{config.height} (seed {seed})',
           flush=True)
     video = render_video(cat, np.random.default_rng(seed), config)
-    demo = video_frames(video, noise, seed)
+    demo = video_frames(video, noise, seed, tilt_bias_deg, height_bias_m)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(demo), desc='writing bag', unit='frame') as bar:
         return write_demo_bag(demo, out, cat, fps, compressed=compressed, progress=bar.update)
@@ -216,24 +240,39 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
-                     num_threads: int) -> dict[str, Any]:
-    """Run the pipeline on every frame of the bag (the node's settings, no ROS transport)."""
+                     num_threads: int, floor_frame: str = '') -> dict[str, Any]:
+    """Run the pipeline on every frame of the bag (the node's settings, no ROS transport).
+
+    With `floor_frame`, the floor comes from the bag's /tf at each image stamp (as the node
+    does with pose.floor_frame); frames without it use the size model alone.
+    """
     from perception_3dinn.inference import load_manifest, Pipeline, PipelineConfig
     from perception_3dinn.inference.manifest import default_model_dir
     from perception_3dinn.ros import convert
     from perception_3dinn.ros.bagdata import ObjectRecord, records_from_msg
+    from perception_3dinn.tf_buffer import floor_in_camera, TransformBuffer, TransformLookupError
 
     path = manifest or default_model_dir('chair') / 'manifest.json'
     man = load_manifest(path)
     pipe = Pipeline.from_manifest(path, backend=backend, config=PipelineConfig(
         num_threads=num_threads, crop_pad=man.crop_pad))
     preds, gts, total_ms, network_ms, results = [], [], [], [], []
-    for f in tqdm(frames, desc='offline', unit='frame'):
+    tf, floors = TransformBuffer(), 0
+    for f in tqdm(frames, desc='offline' + (' (floor from TF)' if floor_frame else ''),
+                  unit='frame'):
         t0 = time.perf_counter()
         rgb = convert.image_to_rgb(f.image)
         intr = convert.camera_info_to_intrinsics(f.camera_info)
         boxes = convert.detections_to_boxes(f.detections) if f.detections else []
-        res = pipe.process(rgb, intr, boxes, f.stamp_ns * 1e-9)
+        floor = None
+        if floor_frame and f.tf is not None:
+            convert.store_tf_message(tf, f.tf, static=False)
+            try:
+                floor = floor_in_camera(tf, f.image.header.frame_id, floor_frame, f.stamp_ns)
+                floors += 1
+            except (TransformLookupError, ValueError):
+                pass
+        res = pipe.process(rgb, intr, boxes, f.stamp_ns * 1e-9, floor=floor)
         total_ms.append((time.perf_counter() - t0) * 1e3)
         network_ms.append(res.timings_ms.get('network', float('nan')))
         preds.append([ObjectRecord(
@@ -245,12 +284,13 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
         results.append(res)
     pipe.close()
     return {'frames': len(frames), 'objects': sum(len(p) for p in preds),
+            'floor_frame': floor_frame, 'frames_with_floor': floors,
             'accuracy': accuracy(preds, gts), 'frame_ms': _percentiles(total_ms),
             'network_ms': _percentiles(network_ms), '_preds': preds, '_frame_ms': total_ms}
 
 
 def start_node(manifest: Path | None, backend: str, compressed: bool, log_path: Path,
-               extra_params: tuple[str, ...] = ()) -> subprocess.Popen:
+               extra_params: tuple[str, ...] | list[str] = ()) -> subprocess.Popen:
     """Start the chair_detector executable (autostart) with the packaged config.
 
     Args:
@@ -426,8 +466,13 @@ def _public(d: dict | None) -> dict | None:
 
 
 def evaluate(bag: Path, out: Path, offline: bool, live: bool, start: bool, rate_hz: float,
-             loops: int, manifest: Path | None, backend: str, num_threads: int) -> dict:
-    """Offline and/or live evaluation of a bag; writes metrics.json, plots, video, bag."""
+             loops: int, manifest: Path | None, backend: str, num_threads: int,
+             floor_frame: str = '') -> dict:
+    """Offline and/or live evaluation of a bag; writes metrics.json, plots, video, bag.
+
+    With `floor_frame` the offline run takes the floor from the bag's /tf (and so does a
+    node started here); the offline run is then repeated without it, for comparison.
+    """
     from perception_3dinn.ros.replay import load_frames
     from perception_3dinn.skeleton import load_category
 
@@ -435,14 +480,20 @@ def evaluate(bag: Path, out: Path, offline: bool, live: bool, start: bool, rate_
     frames = load_frames(bag)
     if not frames:
         raise SystemExit(f'{bag}: no frames')
-    result: dict[str, Any] = {'bag': str(bag), 'frames': len(frames), 'backend': backend}
-    off = evaluate_offline(frames, manifest, backend, num_threads) if offline else None
+    result: dict[str, Any] = {'bag': str(bag), 'frames': len(frames), 'backend': backend,
+                              'floor_frame': floor_frame}
+    off = (evaluate_offline(frames, manifest, backend, num_threads, floor_frame)
+           if offline else None)
+    if offline and floor_frame:
+        result['offline_without_floor'] = _public(
+            evaluate_offline(frames, manifest, backend, num_threads))
     liv = None
     if live:
         proc = None
         if start:
             proc = start_node(manifest, backend, hasattr(frames[0].image, 'format'),
-                              out / 'node.log')
+                              out / 'node.log',
+                              [f'pose.floor_frame:={floor_frame}'] if floor_frame else [])
         try:
             liv = evaluate_live(load_frames(bag), rate_hz, loops, out)
         finally:
@@ -478,13 +529,16 @@ def evaluate(bag: Path, out: Path, offline: bool, live: bool, start: bool, rate_
 
 def summary(result: dict) -> str:
     """A few lines for a person: objects, accuracy, latency, fps, files."""
-    lines = [f'bag {result["bag"]}: {result["frames"]} frames, backend {result["backend"]}']
-    for name in ('offline', 'live'):
+    floor = result.get('floor_frame')
+    lines = [f'bag {result["bag"]}: {result["frames"]} frames, backend {result["backend"]}, '
+             + (f'floor from TF frame {floor!r}' if floor else 'no floor (size model only)')]
+    for name in ('offline', 'offline_without_floor', 'live'):
         r = result.get(name)
         if not r:
             continue
         acc = r['accuracy']
-        text = (f'{name:8s} objects {acc["predicted_objects"]} (ground truth '
+        label = 'no floor' if name == 'offline_without_floor' else name
+        text = (f'{label:8s} objects {acc["predicted_objects"]} (ground truth '
                 f'{acc["ground_truth_objects"]}, matched {acc["matched"]})')
         if 'rotation' in acc:
             text += (f'; rotation median {acc["rotation"]["median_deg"]:.1f} deg, translation '
@@ -493,6 +547,8 @@ def summary(result: dict) -> str:
             if 'pck@0.1' in acc:
                 text += f', PCK@0.1 {acc["pck@0.1"]:.2f}'
         lines.append(text)
+        if name == 'offline_without_floor':
+            continue
         if name == 'offline':
             lines.append(f'         pipeline {r["frame_ms"]["p50"]:.1f} ms/frame p50 '
                          f'(network {r["network_ms"]["p50"]:.1f} ms)')
@@ -524,6 +580,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument('--fps', type=float, default=15.0, help='frame rate of the stamps')
     m.add_argument('--raw', action='store_true', help='sensor_msgs/Image instead of JPEG')
     m.add_argument('--force', action='store_true', help='overwrite an existing bag')
+    m.add_argument('--tf-tilt-bias-deg', type=float, default=1.0,
+                   help='calibration error of the /tf floor -> camera pose: tilt, degrees')
+    m.add_argument('--tf-height-bias-m', type=float, default=0.02,
+                   help='calibration error of the /tf floor -> camera pose: height, metres')
     e = sub.add_parser('evaluate', help='evaluate a bag offline and/or live through the node')
     e.add_argument('--bag', type=Path, default=DEFAULT_BAG, help='input rosbag2 folder')
     e.add_argument('--out', type=Path, default=DEFAULT_EVAL, help='output folder')
@@ -537,6 +597,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch',
                                                                 'tensorrt'))
     e.add_argument('--threads', type=int, default=1, help='engine threads (offline)')
+    e.add_argument('--floor-frame', default='',
+                   help='TF frame of the floor in the bag (make-demo writes "floor"): the '
+                        'floor plane then fixes the metric scale, offline and in a node started '
+                        'with --start-node (give a running node pose.floor_frame yourself)')
     return p
 
 
@@ -550,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
 
             shutil.rmtree(args.out)
         counts = make_demo(args.out, args.seed, args.frames, args.width, args.fps,
-                           not args.raw, DetectionNoise())
+                           not args.raw, DetectionNoise(), tilt_bias_deg=args.tf_tilt_bias_deg,
+                           height_bias_m=args.tf_height_bias_m)
         size = sum(p.stat().st_size for p in args.out.rglob('*') if p.is_file())
         print(f'wrote {args.out} ({size / 1e6:.1f} MB): '
               + ', '.join(f'{t} {n}' for t, n in sorted(counts.items())))
@@ -558,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.offline or args.live):
         args.offline = args.live = True
     result = evaluate(args.bag, args.out, args.offline, args.live, args.start_node, args.rate,
-                      args.loops, args.model, args.backend, args.threads)
+                      args.loops, args.model, args.backend, args.threads, args.floor_frame)
     print(summary(result))
     print('wrote: ' + ', '.join(result['files']))
 

@@ -66,6 +66,25 @@ def interpreter_loss(interp: Interpreter, raw: torch.Tensor, batch: dict,
     return total, {name: float(value.detach()) for name, value in terms.items()}
 
 
+def structure_loss(alpha: torch.Tensor, alpha_gt: torch.Tensor, alpha_std: torch.Tensor,
+                   bases: torch.Tensor) -> torch.Tensor:
+    """Shape loss against a known 3D structure, independent of the viewpoint.
+
+    The interpreter loss's ``alpha`` term (smooth L1 on standardised coefficients) plus its
+    ``points3d`` term on the canonical (unrotated) keypoints, with the same weights. The
+    bases are mirror-symmetric, so the loss is unchanged by the horizontal-flip augmentation.
+
+    Args:
+        alpha, alpha_gt: (B, K) predicted and true structure coefficients.
+        alpha_std: (K,) coefficient scale; bases: (K + 1, N, 3).
+    """
+    w = INTERPRETER_WEIGHTS
+    alpha_gt = alpha_gt.to(alpha.dtype)
+    coeff = F.smooth_l1_loss(alpha / alpha_std, alpha_gt / alpha_std, beta=0.1)
+    points = (structure_from_alpha(alpha, bases) - structure_from_alpha(alpha_gt, bases))
+    return w['alpha'] * coeff + w['points3d'] * points.abs().mean()
+
+
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                  foreground: float = 20.0) -> torch.Tensor:
     """Squared heatmap error (B, N, h, w), pixels weighted by ``1 + foreground * target``.

@@ -37,7 +37,13 @@ from perception_3dinn.models import (
 )
 from perception_3dinn.skeleton import Category, load_category
 from training.inn_data import CropSampler
-from training.losses import cosine_lr, heatmap_loss, interpreter_loss, reprojection_loss
+from training.losses import (
+    cosine_lr,
+    heatmap_loss,
+    interpreter_loss,
+    reprojection_loss,
+    structure_loss,
+)
 from training.synth.heatmap_sampler import HeatmapSampler, SamplerConfig
 
 
@@ -384,7 +390,8 @@ def finetune(args: argparse.Namespace) -> Path:
             bar.close()
             return run.out / 'last.pt'
         rng = np.random.default_rng([args.seed, step])
-        b = crops.batch(sample_rows(train, rng.integers(0, n, args.batch)), rng)
+        rows = sample_rows(train, rng.integers(0, n, args.batch))
+        b = crops.batch(rows, rng)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=50)
         hm, structure, rotation, translation, focal = model(torch.from_numpy(b['input']))
@@ -397,13 +404,18 @@ def finetune(args: argparse.Namespace) -> Path:
         raw = model.interpreter.forward_raw(syn['heatmaps'])
         l_syn, _ = interpreter_loss(model.interpreter, raw, syn, bases)
         loss = args.w_2d * l_2d + args.w_heatmap * l_hm + args.w_synthetic * l_syn
+        l_shape = torch.zeros(())
+        if args.w_structure > 0:
+            alpha_gt = torch.from_numpy(np.stack([r['structure'] for r in rows]))
+            l_shape = structure_loss(structure, alpha_gt, model.interpreter.alpha_std, bases)
+            loss = loss + args.w_structure * l_shape
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         end_of_step(run, bar, args, step, t0, model, category, 'finetune', opt,
                     {'loss': loss.item(), 'reprojection': l_2d.item(), 'heatmap': l_hm.item(),
-                     'synthetic': l_syn.item()},
+                     'synthetic': l_syn.item(), 'structure': l_shape.item()},
                     {'loss': f'{loss.item():.3f}', 'rep': f'{l_2d.item():.4f}'})
     return finish(run, model, category, 'finetune', args.steps, {},
                   {'pad': args.pad, 'data': str(args.data), 'keypoints': args.keypoints,
@@ -462,6 +474,10 @@ def parser() -> argparse.ArgumentParser:
                     help='synthetic 3D samples per step (keeps shapes plausible)')
     sp.add_argument('--w-2d', type=float, default=5.0, help='weight of the 2D reprojection')
     sp.add_argument('--w-heatmap', type=float, default=1.0, help='weight of the heatmap loss')
+    sp.add_argument('--w-structure', type=float, default=0.0,
+                    help="weight of a structure loss on the rendered images' own 3D shape "
+                         "(alpha): trains the interpreter on the keypoint net's heatmaps; "
+                         "0 = the paper's stage 3 (2D labels only)")
     sp.add_argument('--w-synthetic', type=float, default=1.0,
                     help='weight of the synthetic 3D interpreter loss')
     return p

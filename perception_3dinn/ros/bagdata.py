@@ -25,7 +25,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 
 from perception_3dinn.camera import CameraIntrinsics
 from perception_3dinn.ros import bagio
-from perception_3dinn.ros.convert import ns_to_stamp, pose_msg
+from perception_3dinn.ros.convert import ns_to_stamp, pose_msg, tf_msg, transform_msg
 from perception_3dinn.skeleton import Category
 from perception_3dinn_msgs.msg import ObjectStructure, ObjectStructureArray
 
@@ -70,6 +70,7 @@ class DemoFrame:
     intrinsics: CameraIntrinsics
     objects: list[GroundTruthObject] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)
+    camera_in_floor: tuple[np.ndarray, np.ndarray] | None = None  # (R, p): camera pose
 
 
 @dataclass
@@ -166,9 +167,12 @@ def ground_truth_msg(objects: Sequence[GroundTruthObject], header: Header,
 
 def write_demo_bag(frames: Sequence[DemoFrame], path: str | Path, category: Category,
                    fps: float, compressed: bool = True, frame_id: str = 'camera_optical_frame',
-                   start_ns: int = 1_000_000_000,
+                   floor_frame: str = 'floor', start_ns: int = 1_000_000_000,
                    progress: Callable[[], None] | None = None) -> dict[str, int]:
     """Write frames as a rosbag2 folder (deterministic: fixed stamps from `start_ns`).
+
+    Frames with `camera_in_floor` also get /tf `floor_frame -> frame_id` at their stamp (the
+    camera's pose above the floor, what a robot's TF tree gives).
 
     Returns:
         topic -> message count.
@@ -185,6 +189,10 @@ def write_demo_bag(frames: Sequence[DemoFrame], path: str | Path, category: Cate
             bag.write(bagio.DETECTIONS_TOPIC, detections_msg(f.detections, header), t_ns)
             bag.write(bagio.GROUND_TRUTH_TOPIC, ground_truth_msg(f.objects, header, category),
                       t_ns)
+            if f.camera_in_floor is not None:
+                floor_header = Header(stamp=header.stamp, frame_id=floor_frame)
+                bag.write(bagio.TF_TOPIC, tf_msg([transform_msg(floor_header, frame_id,
+                                                                *f.camera_in_floor)]), t_ns)
             bag.write(image_topic, image_msgs(f.image, header, compressed), t_ns)
             if progress is not None:
                 progress()

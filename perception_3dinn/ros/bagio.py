@@ -24,6 +24,7 @@ COMPRESSED_TOPIC = '/camera/image_raw/compressed'
 CAMERA_INFO_TOPIC = '/camera/camera_info'
 DETECTIONS_TOPIC = '/detections'
 GROUND_TRUTH_TOPIC = '/ground_truth/objects'
+TF_TOPIC = '/tf'
 OUTPUT_TOPICS = {
     '/chair_detector/objects': 'perception_3dinn_msgs/msg/ObjectStructureArray',
     '/chair_detector/markers': 'visualization_msgs/msg/MarkerArray',

@@ -290,7 +290,8 @@ def detections3d_msg(header: Header, detections: list[Detection3D]) -> Detection
 
 def transform_msg(header: Header, child_frame_id: str, R: np.ndarray,
                   t: np.ndarray) -> TransformStamped:
-    """Camera -> object transform (the object frame expressed in the header frame)."""
+    """Transform header frame -> `child_frame_id` (the child frame's pose R, t in the header
+    frame; e.g. camera -> object)."""
     pose = pose_msg(R, t)
     tf = TransformStamped()
     tf.header = header
@@ -299,6 +300,31 @@ def transform_msg(header: Header, child_frame_id: str, R: np.ndarray,
                                        z=pose.position.z)
     tf.transform.rotation = pose.orientation
     return tf
+
+
+def store_tf_message(buffer: Any, msg: TFMessage, static: bool,
+                     skip_prefix: str = '') -> tuple[int, list[str]]:
+    """Put the transforms of a /tf or /tf_static message into a `TransformBuffer`.
+
+    Args:
+        skip_prefix: child frames starting with it are ignored (the node's own outputs).
+
+    Returns:
+        (number stored, one message per transform that was refused).
+    """
+    stored, errors = 0, []
+    for tr in msg.transforms:
+        child = tr.child_frame_id
+        if skip_prefix and child.startswith(skip_prefix):
+            continue
+        q, v = tr.transform.rotation, tr.transform.translation
+        try:
+            buffer.set_transform(tr.header.frame_id, child, stamp_to_ns(tr.header.stamp),
+                                 (q.x, q.y, q.z, q.w), (v.x, v.y, v.z), static=static)
+            stored += 1
+        except ValueError as err:
+            errors.append(str(err))
+    return stored, errors
 
 
 def tf_msg(transforms: list[TransformStamped]) -> TFMessage:

@@ -47,6 +47,7 @@ from perception_3dinn.ros import convert, diagnostics, markers
 from perception_3dinn.ros.params import declare_parameters, NodeSettings, read_settings
 from perception_3dinn.ros.sync import LatestSlot, StampGuard, StampPairer
 from perception_3dinn.skeleton import Category, load_category
+from perception_3dinn.tf_buffer import floor_in_camera, TransformBuffer, TransformLookupError
 from perception_3dinn_msgs.msg import ObjectStructureArray, SkeletonInfo, VoxelGridArray
 
 NODE_NAME = 'chair_detector'
@@ -77,6 +78,9 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                     reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
+TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -93,6 +97,7 @@ class ChairDetector(LifecycleNode):
         self.stats = diagnostics.NodeStats()
         self._pipe: Any = None
         self._floor: Any = None  # FloorPlane from pose.floor_plane, or None
+        self._tf: Any = None  # TransformBuffer when pose.floor_frame is set
         self._backend = ''
         self._slot = LatestSlot()
         self._pairer: StampPairer | None = None
@@ -143,6 +148,7 @@ class ChairDetector(LifecycleNode):
                 'model.manifest to a manifest.json written by training.export')
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
+        self._tf = TransformBuffer() if settings['pose.floor_frame'] else None
         out_qos = _qos(settings['output.qos_reliability'], settings['output.qos_depth'])
         events = PublisherEventCallbacks(incompatible_qos=self._on_offered_incompatible)
         make = self.create_lifecycle_publisher
@@ -287,6 +293,11 @@ class ChairDetector(LifecycleNode):
             self._subs.append(self.create_subscription(
                 Detection2DArray, DETECTIONS_TOPIC, self._on_detections, det_qos,
                 event_callbacks=events(DETECTIONS_TOPIC, 'input.detections_qos_reliability')))
+        if self._tf is not None:
+            self._subs.append(self.create_subscription(
+                TFMessage, '/tf', lambda msg: self._on_tf(msg, False), TF_QOS))
+            self._subs.append(self.create_subscription(
+                TFMessage, '/tf_static', lambda msg: self._on_tf(msg, True), TF_STATIC_QOS))
 
     def _unsubscribe(self) -> None:
         for sub in self._subs:
@@ -323,6 +334,29 @@ class ChairDetector(LifecycleNode):
             return
         with self._intr_lock:
             self._intrinsics = intr
+
+    def _on_tf(self, msg: TFMessage, static: bool) -> None:
+        assert self._tf is not None and self.settings is not None and self.category is not None
+        own = self.settings['output.frame_prefix'] + self.category.name + '_'
+        _, errors = convert.store_tf_message(self._tf, msg, static, skip_prefix=own)
+        if errors:
+            self.stats.count('bad.tf', len(errors))
+            self.warn_throttled('tf', f'transforms ignored: {"; ".join(errors[:3])}')
+
+    def _floor_at(self, settings: NodeSettings, camera_frame: str, stamp_ns: int) -> Any:
+        """The floor plane in the camera frame at `stamp_ns` from TF, None if unavailable."""
+        floor_frame = settings['pose.floor_frame']
+        try:
+            plane = floor_in_camera(self._tf, camera_frame, floor_frame, stamp_ns,
+                                    int(settings['pose.tf_tolerance_s'] * 1e9))
+        except (TransformLookupError, ValueError) as err:
+            self.stats.count('floor.unavailable')
+            self.warn_throttled(
+                'floor', f'no floor for this image (pose.floor_frame {floor_frame!r} in '
+                f'{camera_frame!r}): {err}; metric scale from the size model only')
+            return None
+        self.stats.count('floor.from_tf')
+        return plane
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.count('image')
@@ -453,14 +487,17 @@ class ChairDetector(LifecycleNode):
             boxes = [convert.no_detector_box(
                 w, h, settings['input.no_detector_box'], settings['input.center_box_fraction'],
                 classes[0] if classes else category.name)]
-        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=self._floor)
+        frame = settings['output.camera_frame'] or image_msg.header.frame_id
+        floor = self._floor
+        if self._tf is not None and frame:
+            floor = self._floor_at(settings, frame, stamp_ns)
+        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=floor)
         bad = [(i, r) for i, r in result.skipped if _is_bad_box(r)]
         if bad:
             self.stats.count('bad.boxes', len(bad))
             self.warn_throttled(
                 'boxes', 'detection boxes skipped: ' + '; '.join(
                     f'#{i}: {r}' for i, r in bad[:5]))
-        frame = settings['output.camera_frame'] or image_msg.header.frame_id
         if not frame:
             self.stats.count('bad.frame_id')
             self.warn_throttled(

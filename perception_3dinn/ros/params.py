@@ -188,6 +188,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               'the floor in the camera optical frame, [a, b, c, d] with a x + b y + c z + d = '
               '0, normal pointing up, d the camera height in metres: the metric scale of '
               'upright objects is then also measured from the floor; all zeros: unknown'),
+    ParamSpec('pose.floor_frame', '',
+              'TF frame whose z = 0 plane is the floor, z up (e.g. base_footprint): the floor '
+              'is looked up from /tf and /tf_static at every image stamp, for cameras that '
+              'move; empty: not used (exclusive with pose.floor_plane)'),
+    ParamSpec('pose.tf_tolerance_s', 0.1,
+              'how far an image stamp may lie outside the stored transforms of a TF edge and '
+              'still use the nearest one, seconds', 0.0, 10.0),
     # Smoothing (tracking.TrackerConfig).
     ParamSpec('smoothing.enabled', _P.smoothing, 'track objects and smooth them over time'),
     ParamSpec('smoothing.iou_threshold', _T.iou_threshold,
@@ -290,6 +297,9 @@ class NodeSettings:
         coefficients = [float(v) for v in self['pose.floor_plane']]
         if not any(coefficients):
             return None
+        if self['pose.floor_frame']:
+            raise ValueError('pose.floor_plane and pose.floor_frame are both set: give the '
+                             'floor either as a fixed plane or as a TF frame, not both')
         try:
             return FloorPlane.from_coefficients(coefficients)
         except ValueError as err:

@@ -21,6 +21,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray
 
 from perception_3dinn.ros import bagio
@@ -37,6 +38,7 @@ class ReplayFrame:
         image: sensor_msgs Image or CompressedImage.
         camera_info, detections, ground_truth: the messages with the same stamp (or the
             latest camera_info before it), None when the bag has none.
+        tf: the /tf transforms with the image's stamp (TFMessage), None when none.
     """
 
     index: int
@@ -45,6 +47,7 @@ class ReplayFrame:
     camera_info: CameraInfo | None = None
     detections: Detection2DArray | None = None
     ground_truth: Any = None
+    tf: TFMessage | None = None
 
 
 def load_frames(path: str | Path) -> list[ReplayFrame]:
@@ -56,11 +59,16 @@ def load_frames(path: str | Path) -> list[ReplayFrame]:
         raise ValueError(f'{path}: no {bagio.IMAGE_TOPIC} or {bagio.COMPRESSED_TOPIC} topic '
                          f'(topics: {", ".join(sorted(topics))})')
     frames: dict[int, ReplayFrame] = {}
-    by_stamp: dict[str, dict[int, Any]] = {'det': {}, 'gt': {}}
+    by_stamp: dict[str, dict[int, Any]] = {'det': {}, 'gt': {}, 'tf': {}}
     infos: list[tuple[int, CameraInfo]] = []
     wanted = [image_topic, bagio.CAMERA_INFO_TOPIC, bagio.DETECTIONS_TOPIC,
-              bagio.GROUND_TRUTH_TOPIC]
+              bagio.GROUND_TRUTH_TOPIC, bagio.TF_TOPIC]
     for topic, _, msg in bagio.read_bag(path, wanted):
+        if topic == bagio.TF_TOPIC:
+            for tr in msg.transforms:
+                s = stamp_to_ns(tr.header.stamp)
+                by_stamp['tf'].setdefault(s, TFMessage()).transforms.append(tr)
+            continue
         s = stamp_to_ns(msg.header.stamp)
         if topic == image_topic:
             frames[s] = ReplayFrame(len(frames), s, msg)
@@ -80,6 +88,7 @@ def load_frames(path: str | Path) -> list[ReplayFrame]:
         f.camera_info = infos[k][1] if k >= 0 else None
         f.detections = by_stamp['det'].get(f.stamp_ns)
         f.ground_truth = by_stamp['gt'].get(f.stamp_ns)
+        f.tf = by_stamp['tf'].get(f.stamp_ns)
     return out
 
 
@@ -129,6 +138,9 @@ class LiveReplay:
                                                    reliable)
         self.pub_det = self.node.create_publisher(Detection2DArray, bagio.DETECTIONS_TOPIC,
                                                   reliable)
+        self.pub_tf = self.node.create_publisher(
+            TFMessage, bagio.TF_TOPIC, QoSProfile(depth=100,
+                                                  reliability=ReliabilityPolicy.RELIABLE))
         self.recording = Recording()
         self._lock = threading.Lock()
         self._last_rx = time.monotonic()
@@ -218,7 +230,7 @@ class LiveReplay:
 
     def play(self, frames: Iterable[ReplayFrame], rate_hz: float, restamp: bool = True,
              progress: Callable[[], None] | None = None) -> list[SentFrame]:
-        """Publish frames at `rate_hz` (camera_info, detections, then the image).
+        """Publish frames at `rate_hz` (camera_info, detections, /tf, then the image).
 
         With `restamp`, every header gets the current wall time, so receipt minus stamp is
         the stamp-to-publish latency of the node plus transport.
@@ -240,6 +252,10 @@ class LiveReplay:
                 for det in frame.detections.detections:
                     det.header.stamp = stamp
                 self.pub_det.publish(frame.detections)
+            if frame.tf is not None:
+                for tr in frame.tf.transforms:
+                    tr.header.stamp = stamp
+                self.pub_tf.publish(frame.tf)
             frame.image.header.stamp = stamp
             self.pub_image.publish(frame.image)
             sent.append(SentFrame(frame.index, stamp_to_ns(stamp), now))
