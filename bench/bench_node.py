@@ -8,7 +8,8 @@ re-stamped with the wall clock) through DDS:
 
 1. offline: the same frames through the pipeline in-process (model time per frame);
 2. nominal: live at a rate well below what the node serves: the node's own stamp-to-publish
-   latency (from its /diagnostics) and stamp-to-receipt in this process (p50/p95), ROS
+   latency of the poses (objects and /tf, published first; and to its last output)
+   (from its /diagnostics) and stamp-to-receipt in this process (p50/p95), ROS
    overhead = stamp-to-receipt - offline pipeline time of the same frame;
 3. overload: live at twice the rate the node can serve: latency must stay bounded (latest
    wins) and the drops are counted;
@@ -122,13 +123,19 @@ def live_phase(frames: list, rate_hz: float, loops: int, subscribe: str = 'all')
             idx.append(s.index)
     diag = replay.recording.decoded('/diagnostics')
     values = {kv.key: kv.value for kv in diag[-1][1].status[0].values} if diag else {}
+    first = {kv.key: kv.value for kv in diag[0][1].status[0].values} if diag else {}
     return {'rate_hz': rate_hz, 'sent': len(sent), 'answered': len(lat),
             'dropped': len(sent) - len(lat),
             'node_latest_wins_drops_total': float(values.get('total.dropped.latest_wins',
                                                              'nan')),
+            # Where unanswered frames went: the node's own counters over this phase (from
+            # its first to its last /diagnostics message; the warm-up frames included).
+            'node_totals': {k[len('total.'):]: float(v) - float(first.get(k, 0.0))
+                            for k, v in values.items() if k.startswith('total.')},
             # The node's own stamp-to-publish latency (its last 300 frames).
             'node_latency_ms_p50': float(values.get('latency_ms.p50', 'nan')),
             'node_latency_ms_p95': float(values.get('latency_ms.p95', 'nan')),
+            'node_latency_all_ms_p50': float(values.get('latency_all_ms.p50', 'nan')),
             'node_breakdown_ms_p50': {
                 k: float(values.get(f'{k}_ms.p50', 'nan'))
                 for k in ('input_delay', 'queue', 'processing', 'pipeline', 'model', 'image',
@@ -241,6 +248,7 @@ def main() -> None:
         'nominal_rate_hz': nominal['rate_hz'],
         'node_stamp_to_publish_ms_p50': nominal['node_latency_ms_p50'],
         'node_stamp_to_publish_ms_p95': nominal['node_latency_ms_p95'],
+        'node_stamp_to_last_output_ms_p50': nominal['node_latency_all_ms_p50'],
         **{f'node_{k}_ms_p50': v for k, v in nominal['node_breakdown_ms_p50'].items()},
         'rclpy_image_transport_ms_p50': floor['delay_ms_p50'],
         'rclpy_image_transport_ms_p95': floor['delay_ms_p95'],
@@ -282,6 +290,10 @@ def main() -> None:
         rows['soak_latency_ms_p50'] = pct(soak['latency_ms'], 50)
         rows['soak_latency_ms_p95'] = pct(soak['latency_ms'], 95)
         rows['soak_sent'], rows['soak_dropped'] = soak['sent'], soak['dropped']
+        totals = soak['node_totals']
+        for key in ('image', 'processed', 'dropped.latest_wins', 'dropped.unmatched',
+                    'dropped.no_camera_info', 'dropped.out_of_order', 'errors'):
+            rows[f'soak_node_total_{key.replace(".", "_")}'] = totals.get(key, 0.0)
         rows['targets']['rss_flat_last_third_within_10pct_of_middle_third'] = bool(
             np.mean(rss[-third:]) <= 1.1 * np.mean(rss[third:2 * third]))
     (results / f'{name}.json').write_text(json.dumps(rows, indent=1) + '\n')

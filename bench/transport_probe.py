@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import struct
 import time
 
 import numpy as np
@@ -23,15 +24,21 @@ TOPIC = '/p3_transport_probe/image'
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def subscribe(seconds: float, skip: int = 5) -> dict:
+def subscribe(seconds: float, skip: int = 5, raw: bool = False) -> dict:
+    """Stamp -> callback delays; with `raw` the callback gets the CDR bytes (no conversion
+    to a Python message) and reads the stamp from them."""
     node = rclpy.create_node('p3_transport_probe_sub')
     delays: list[float] = []
 
-    def on_image(msg: Image) -> None:
-        stamp = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
-        delays.append((time.time_ns() - stamp) * 1e-6)
+    def on_image(msg: Image | bytes) -> None:
+        now = time.time_ns()
+        if raw:  # CDR: 4-byte encapsulation, then header.stamp (int32 sec, uint32 nanosec)
+            sec, nanosec = struct.unpack_from('<iI', msg, 4)
+        else:
+            sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+        delays.append((now - (sec * 10 ** 9 + nanosec)) * 1e-6)
 
-    node.create_subscription(Image, TOPIC, on_image, QOS)
+    node.create_subscription(Image, TOPIC, on_image, QOS, raw=raw)
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end:
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -62,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('mode', choices=('pub', 'sub'))
     parser.add_argument('--seconds', type=float, default=12.0, help='sub: listen this long')
+    parser.add_argument('--raw', action='store_true',
+                        help='sub: take serialised bytes (no conversion to a Python message)')
     parser.add_argument('--count', type=int, default=80, help='pub: images to send')
     parser.add_argument('--rate', type=float, default=10.0, help='pub: images per second')
     parser.add_argument('--width', type=int, default=640)
@@ -70,7 +79,7 @@ def main() -> None:
     rclpy.init()
     try:
         if args.mode == 'sub':
-            print(json.dumps(subscribe(args.seconds)), flush=True)
+            print(json.dumps(subscribe(args.seconds, raw=args.raw)), flush=True)
         else:
             publish(args.count, args.rate, args.width, args.height, wait_s=10.0)
     finally:

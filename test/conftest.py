@@ -52,3 +52,11 @@ def install_prefix() -> Path:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f'ROS_DOMAIN_ID={_DOMAIN_ID} python={sys.executable}'
+
+
+@pytest.fixture(scope='session')
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chair model the node tests run: the packaged one, or a random-init export."""
+    from node_harness import model_manifest
+
+    return model_manifest(tmp_path_factory.mktemp('model'))

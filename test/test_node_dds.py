@@ -13,7 +13,6 @@ from node_harness import (
     FRAME,
     Harness,
     HEIGHT,
-    model_manifest,
     NodeProcess,
     running_node,
     WIDTH,
@@ -24,11 +23,6 @@ import pytest
 from perception_3dinn.skeleton import load_category
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope='module')
-def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_manifest(tmp_path_factory.mktemp('model'))
 
 
 @pytest.fixture(scope='module')
@@ -123,6 +117,8 @@ def test_diagnostics_report_backend_and_counts(harness: Harness) -> None:
     values = harness.wait_for(latest_processed)
     assert values['backend'] == 'onnxruntime/cpu'
     assert float(values['latency_ms.p50']) > 0
+    # the poses go out before the voxels, 3D detections and markers (all subscribed here)
+    assert float(values['latency_all_ms.p50']) > float(values['latency_ms.p50'])
     # the per-frame breakdown of the node's own work (ROS overhead = processing - pipeline)
     parts = [float(values[f'{k}_ms.p50']) for k in ('image', 'pipeline', 'build', 'publish')]
     assert all(p >= 0 for p in parts)

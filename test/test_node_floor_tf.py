@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geometry_msgs.msg import TransformStamped
 from lifecycle_msgs.msg import Transition
-from node_harness import FRAME, Harness, model_manifest, NodeProcess, running_node, stamp
+from node_harness import FRAME, Harness, NodeProcess, running_node, stamp
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -23,11 +23,6 @@ from transforms3d.quaternions import mat2quat
 from perception_3dinn.inference.pose import FloorPlane
 
 pytestmark = pytest.mark.ros
-
-
-@pytest.fixture(scope='module')
-def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model_manifest(tmp_path_factory.mktemp('model'))
 
 
 @pytest.fixture(scope='module')
