@@ -17,7 +17,9 @@ re-stamped with the wall clock) through DDS:
    looped soak of --soak-minutes), first vs last third;
 5. transport floor: the same raw image between two bare rclpy processes (bench/
    transport_probe.py), stamp -> callback: what any Python subscriber pays before the node
-   does anything. The node's own time is split in /diagnostics into input delay, queue,
+   does anything; measured with glibc's default malloc and with the subscriber tuned as the
+   node is (input.keep_large_buffers). The node's own time is split in /diagnostics into
+   input delay, queue,
    image conversion, pipeline, message building and publishing.
 
 With --subscribe core the player subscribes only to objects, /tf and /diagnostics (the node
@@ -143,10 +145,12 @@ def live_phase(frames: list, rate_hz: float, loops: int, subscribe: str = 'all')
             'latency_ms': lat, 'index': idx}
 
 
-def transport_floor(count: int = 80, rate_hz: float = 10.0) -> dict:
-    """What rclpy alone costs for the bench image: stamp -> callback between two processes."""
+def transport_floor(count: int = 80, rate_hz: float = 10.0, tuned: bool = False) -> dict:
+    """What rclpy alone costs for the bench image: stamp -> callback between two processes
+    (with `tuned`, the subscriber's malloc tuned as the node's input.keep_large_buffers)."""
     probe = [sys.executable, str(REPO / 'bench' / 'transport_probe.py')]
-    sub = subprocess.Popen(probe + ['sub', '--seconds', str(count / rate_hz + 6.0)],
+    sub = subprocess.Popen(probe + ['sub', '--seconds', str(count / rate_hz + 6.0)]
+                           + (['--keep-large-buffers'] if tuned else []),
                            stdout=subprocess.PIPE, text=True)
     try:
         subprocess.run(probe + ['pub', '--count', str(count), '--rate', str(rate_hz)],
@@ -234,6 +238,7 @@ def main() -> None:
 
     print('rclpy transport floor (same image, no node) ...', flush=True)
     floor = transport_floor()
+    floor_tuned = transport_floor(tuned=True)
     overhead = [lat - offline['_frame_ms'][i] for lat, i in
                 zip(nominal['latency_ms'], nominal['index'])]
     rss = [r for _, r in sampler.samples]
@@ -252,6 +257,8 @@ def main() -> None:
         **{f'node_{k}_ms_p50': v for k, v in nominal['node_breakdown_ms_p50'].items()},
         'rclpy_image_transport_ms_p50': floor['delay_ms_p50'],
         'rclpy_image_transport_ms_p95': floor['delay_ms_p95'],
+        'rclpy_image_transport_keep_large_buffers_ms_p50': floor_tuned['delay_ms_p50'],
+        'rclpy_image_transport_keep_large_buffers_ms_p95': floor_tuned['delay_ms_p95'],
         'latency_ms_p50': pct(nominal['latency_ms'], 50),
         'latency_ms_p95': pct(nominal['latency_ms'], 95),
         'ros_overhead_ms_p50': pct(overhead, 50), 'ros_overhead_ms_p95': pct(overhead, 95),

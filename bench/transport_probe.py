@@ -69,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('mode', choices=('pub', 'sub'))
     parser.add_argument('--seconds', type=float, default=12.0, help='sub: listen this long')
+    parser.add_argument('--keep-large-buffers', action='store_true',
+                        help='tune glibc malloc as the node does (input.keep_large_buffers)')
     parser.add_argument('--raw', action='store_true',
                         help='sub: take serialised bytes (no conversion to a Python message)')
     parser.add_argument('--count', type=int, default=80, help='pub: images to send')
@@ -76,6 +78,10 @@ def main() -> None:
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--height', type=int, default=480)
     args = parser.parse_args()
+    if args.keep_large_buffers:
+        from perception_3dinn.ros.memory import keep_large_buffers
+
+        keep_large_buffers()
     rclpy.init()
     try:
         if args.mode == 'sub':

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+import platform
 
 import cv2
 from geometry_msgs.msg import Point
@@ -296,3 +297,25 @@ def test_node_and_pipeline_import_without_torch() -> None:
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True, cwd=REPO)
     assert out.stdout.strip() == 'False'
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='glibc malloc only')
+def test_keep_large_buffers_serves_image_sized_blocks_from_the_heap() -> None:
+    """A 3 MB block comes from fresh mmap pages by default and from the heap (below the
+    program break) once tuned; each case in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = """
+import ctypes, ctypes.util, sys
+from perception_3dinn.ros.memory import keep_large_buffers
+libc = ctypes.CDLL(ctypes.util.find_library('c'))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
+tuned = keep_large_buffers() if sys.argv[1] == '1' else None
+block = libc.malloc(3 << 20)
+print(tuned, 'heap' if block < libc.sbrk(0) else 'mmap')
+"""
+    out = [subprocess.run([sys.executable, '-c', code, flag], capture_output=True, text=True,
+                          check=True, cwd=REPO).stdout.split() for flag in ('0', '1')]
+    assert out == [['None', 'mmap'], ['True', 'heap']]

@@ -44,6 +44,7 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from perception_3dinn.ros import convert, diagnostics, markers
+from perception_3dinn.ros.memory import keep_large_buffers
 from perception_3dinn.ros.params import declare_parameters, NodeSettings, read_settings
 from perception_3dinn.ros.sync import LatestSlot, StampGuard, StampPairer
 from perception_3dinn.skeleton import Category, load_category
@@ -151,6 +152,8 @@ class ChairDetector(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
         self._tf = TransformBuffer() if settings['pose.floor_frame'] else None
+        if settings['input.keep_large_buffers'] and not keep_large_buffers():
+            self.get_logger().info('input.keep_large_buffers: not glibc, left as it is')
         out_qos = _qos(settings['output.qos_reliability'], settings['output.qos_depth'])
         events = PublisherEventCallbacks(incompatible_qos=self._on_offered_incompatible)
         make = self.create_lifecycle_publisher

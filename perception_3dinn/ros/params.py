@@ -160,6 +160,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               'reliability of the detections subscription', choices=RELIABILITY),
     ParamSpec('input.detections_qos_depth', 10, 'history depth of the detections subscription',
               1, 100),
+    ParamSpec('input.keep_large_buffers', True,
+              'glibc malloc keeps image-sized buffers in the heap (process-wide, from configure '
+              'on): about 1 ms less image transport latency for 640x480, up to 64 MB of freed '
+              'memory kept'),
     # Detection filter and pose.
     ParamSpec('filter.class_ids', list(_P.class_ids),
               'detector class labels accepted (case-insensitive); empty: all'),
