@@ -6,7 +6,10 @@ Starts the real node executable (ONNX Runtime on CPU, 1 thread) on a private ROS
 and plays a rendered 640x480 sequence with one chair per frame (sensor_msgs/Image rgb8,
 re-stamped with the wall clock) through DDS:
 
-1. offline: the same frames through the pipeline in-process (model time per frame);
+1. offline: the same frames through the pipeline in-process (model time per frame), back
+   to back and once more paced at the nominal rate: a pipeline that waits 100 ms between
+   frames runs slower (colder caches), so the paced time is the fair model time for a
+   camera-rate node; both are reported, with the target checked against each;
 2. nominal: live at a rate well below what the node serves: the node's own stamp-to-publish
    latency of the poses (objects and /tf, published first; and to its last output)
    (from its /diagnostics) and stamp-to-receipt in this process (p50/p95), ROS
@@ -209,6 +212,10 @@ def main() -> None:
     offline = evaluate_offline(frames, manifest, 'onnxruntime', 1)
     model_ms = float(np.median(offline['_frame_ms']))
     network_ms = offline['network_ms']['p50']
+    nominal_rate = max(1.0, min(10.0, 250.0 / max(model_ms, 1.0)))
+    print(f'offline pipeline at the nominal rate ({nominal_rate:.1f} Hz) ...', flush=True)
+    paced = evaluate_offline(frames, manifest, 'onnxruntime', 1, period_s=1.0 / nominal_rate)
+    paced_ms = float(np.median(paced['_frame_ms']))
 
     log = REPO / 'out' / 'bench' / 'bench_node_node.log'
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -216,9 +223,8 @@ def main() -> None:
     proc = start_node(manifest, 'onnxruntime', False, log)
     sampler = RssSampler(proc.pid)
     try:
-        nominal_rate = max(1.0, min(10.0, 250.0 / max(model_ms, 1.0)))
         print(f'nominal live run at {nominal_rate:.1f} Hz ...', flush=True)
-        nominal = live_phase(frames, nominal_rate, loops=2, subscribe=args.subscribe)
+        nominal = live_phase(frames, nominal_rate, loops=5, subscribe=args.subscribe)
         serve_hz = 1000.0 / max(pct(nominal['latency_ms'], 50), 1e-3)
         over_rate = 2.0 * serve_hz
         print(f'overload run at {over_rate:.1f} Hz (2 x {serve_hz:.1f}) ...', flush=True)
@@ -241,6 +247,8 @@ def main() -> None:
     floor_tuned = transport_floor(tuned=True)
     overhead = [lat - offline['_frame_ms'][i] for lat, i in
                 zip(nominal['latency_ms'], nominal['index'])]
+    overhead_paced = [lat - paced['_frame_ms'][i] for lat, i in
+                      zip(nominal['latency_ms'], nominal['index'])]
     rss = [r for _, r in sampler.samples]
     third = max(1, len(rss) // 3)
     rows = {
@@ -250,6 +258,7 @@ def main() -> None:
         'backend': 'onnxruntime cpu, 1 thread',
         'fastdds_profile': Path(args.fastdds_profile).name if args.fastdds_profile else 'default',
         'offline_frame_ms_p50': model_ms, 'offline_network_ms_p50': network_ms,
+        'offline_frame_at_nominal_rate_ms_p50': paced_ms,
         'nominal_rate_hz': nominal['rate_hz'],
         'node_stamp_to_publish_ms_p50': nominal['node_latency_ms_p50'],
         'node_stamp_to_publish_ms_p95': nominal['node_latency_ms_p95'],
@@ -262,6 +271,7 @@ def main() -> None:
         'latency_ms_p50': pct(nominal['latency_ms'], 50),
         'latency_ms_p95': pct(nominal['latency_ms'], 95),
         'ros_overhead_ms_p50': pct(overhead, 50), 'ros_overhead_ms_p95': pct(overhead, 95),
+        'ros_overhead_vs_paced_ms_p50': pct(overhead_paced, 50),
         'nominal_dropped': nominal['dropped'], 'nominal_sent': nominal['sent'],
         'overload_rate_hz': overload['rate_hz'],
         'overload_latency_ms_p50': pct(overload['latency_ms'], 50),
@@ -280,6 +290,8 @@ def main() -> None:
         'targets': {
             'node_stamp_to_publish_p50_le_model_plus_3ms':
                 nominal['node_latency_ms_p50'] <= model_ms + 3.0,
+            'node_stamp_to_publish_p50_le_model_at_nominal_rate_plus_3ms':
+                nominal['node_latency_ms_p50'] <= paced_ms + 3.0,
             'stamp_to_receipt_p50_le_model_plus_3ms':
                 pct(nominal['latency_ms'], 50) <= model_ms + 3.0,
             'overload_bounded_p95_le_3x_nominal_p95':

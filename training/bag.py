@@ -240,11 +240,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
-                     num_threads: int, floor_frame: str = '') -> dict[str, Any]:
+                     num_threads: int, floor_frame: str = '',
+                     period_s: float = 0.0) -> dict[str, Any]:
     """Run the pipeline on every frame of the bag (the node's settings, no ROS transport).
 
     With `floor_frame`, the floor comes from the bag's /tf at each image stamp (as the node
-    does with pose.floor_frame); frames without it use the size model alone.
+    does with pose.floor_frame); frames without it use the size model alone. With
+    `period_s`, frames start that far apart (as from a camera) instead of back to back.
     """
     from perception_3dinn.inference import load_manifest, Pipeline, PipelineConfig
     from perception_3dinn.inference.manifest import default_model_dir
@@ -258,8 +260,11 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
         num_threads=num_threads, crop_pad=man.crop_pad))
     preds, gts, total_ms, network_ms, results = [], [], [], [], []
     tf, floors = TransformBuffer(), 0
-    for f in tqdm(frames, desc='offline' + (' (floor from TF)' if floor_frame else ''),
-                  unit='frame'):
+    t_start = time.perf_counter()
+    for k, f in enumerate(tqdm(frames, desc='offline' + (' (floor from TF)' if floor_frame
+                                                        else ''), unit='frame')):
+        if period_s > 0:
+            time.sleep(max(0.0, t_start + k * period_s - time.perf_counter()))
         t0 = time.perf_counter()
         rgb = convert.image_to_rgb(f.image)
         intr = convert.camera_info_to_intrinsics(f.camera_info)
