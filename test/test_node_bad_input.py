@@ -14,7 +14,6 @@ from node_harness import (
     detections_msg,
     Harness,
     image_msg,
-    model_manifest,
     NodeProcess,
     running_node,
 )
@@ -28,9 +27,7 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope='module')
-def node(ros_env: dict[str, str], install_prefix: Path,
-         tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
-    manifest = model_manifest(tmp_path_factory.mktemp('model'))
+def node(ros_env: dict[str, str], install_prefix: Path, manifest: Path) -> NodeProcess:
     yield from running_node(ros_env, 'autostart:=true', f'model.manifest:={manifest}',
                             'diagnostics.period_s:=0.5')
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builtin_interfaces.msg import Time
-from node_harness import Harness, model_manifest, NodeProcess, running_node
+from node_harness import Harness, NodeProcess, running_node
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -15,9 +15,7 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope='module')
-def node(ros_env: dict[str, str], install_prefix: Path,
-         tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
-    manifest = model_manifest(tmp_path_factory.mktemp('model'))
+def node(ros_env: dict[str, str], install_prefix: Path, manifest: Path) -> NodeProcess:
     yield from running_node(ros_env, 'autostart:=true', 'use_sim_time:=true',
                             f'model.manifest:={manifest}')
 
