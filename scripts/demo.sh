@@ -34,7 +34,7 @@ mkdir -p "$EVAL"
 say() { printf '\033[1;32m[demo]\033[0m %s\n' "$*"; }
 
 # Bags written before make-demo added /tf (the camera's pose above the floor) are rewritten.
-if [ ! -f "$BAG/metadata.yaml" ] || ! grep -q 'topic_name: /tf$' "$BAG/metadata.yaml"; then
+if [ ! -f "$BAG/metadata.yaml" ] || ! grep -Eq '^ +name: /tf$' "$BAG/metadata.yaml"; then
   say "generating the demo bag (deterministic, seed 7) -> $BAG"
   rm -rf "$BAG"
   python -m training.bag make-demo --out "$BAG"
