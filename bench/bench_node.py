@@ -22,8 +22,7 @@ re-stamped with the wall clock) through DDS:
    transport_probe.py), stamp -> callback: what any Python subscriber pays before the node
    does anything; measured with glibc's default malloc and with the subscriber tuned as the
    node is (input.keep_large_buffers). The node's own time is split in /diagnostics into
-   input delay, queue,
-   image conversion, pipeline, message building and publishing.
+   input delay, queue, image conversion, pipeline, message building and publishing.
 
 With --subscribe core the player subscribes only to objects, /tf and /diagnostics (the node
 then builds no markers, voxels or 3D detections); tables get a _core suffix.

@@ -126,6 +126,7 @@ def crop_roi(image: np.ndarray, crop: Crop) -> np.ndarray:
 # (interpreter fallback with no usable keypoints): it weighs the floor's scale down.
 UNKNOWN_FOOT_NOISE_PX = 5.0
 
+
 class Pipeline:
     """Crops -> network -> keypoints, structure, metric pose, tracking, voxels."""
 

@@ -512,22 +512,15 @@ class ChairDetector(LifecycleNode):
         header = Header(stamp=image_msg.header.stamp, frame_id=frame)
         wanted = self._wanted_outputs(settings)
         # The poses (objects, TF) go out first; voxels, 3D detections and markers follow.
-        build_s = publish_s = 0.0
-        primary_ns = 0
-        kept: list = []
-        for part in (wanted & PRIMARY_OUTPUTS, wanted - PRIMARY_OUTPUTS):
-            if not part and primary_ns:
-                continue
-            t_build = time.perf_counter()
-            msgs = convert.frame_messages(result, header, category,
-                                          settings['output.frame_prefix'], self._track_ids,
-                                          settings['filter.min_object_score'], part)
-            t_publish = time.perf_counter()
-            self._publish(settings, header, category, msgs, part)
-            build_s += t_publish - t_build
-            publish_s += time.perf_counter() - t_publish
-            kept = msgs['kept']
-            primary_ns = primary_ns or self._now_ns()
+        kept, build_s, publish_s = self._build_and_publish(
+            settings, result, header, category, wanted & PRIMARY_OUTPUTS)
+        primary_ns = self._now_ns()
+        rest = wanted - PRIMARY_OUTPUTS
+        if rest:
+            _, more_build_s, more_publish_s = self._build_and_publish(
+                settings, result, header, category, rest)
+            build_s += more_build_s
+            publish_s += more_publish_s
         done = time.perf_counter()
         self.stats.count('processed')
         self.stats.count('objects', len(kept))
@@ -539,6 +532,18 @@ class ChairDetector(LifecycleNode):
             model_ms=float(result.timings_ms.get('network', float('nan'))),
             image_ms=(t_image - t0) * 1e3, build_ms=build_s * 1e3, publish_ms=publish_s * 1e3,
             queue_ms=(start_ns - paired_ns) * 1e-6 if paired_ns else float('nan'))
+
+    def _build_and_publish(self, settings: NodeSettings, result: Any, header: Header,
+                           category: Category, outputs: frozenset[str]) -> tuple[list, float,
+                                                                                 float]:
+        """Build and publish `outputs` of one frame: (kept objects, build s, publish s)."""
+        t_build = time.perf_counter()
+        msgs = convert.frame_messages(result, header, category, settings['output.frame_prefix'],
+                                      self._track_ids, settings['filter.min_object_score'],
+                                      outputs)
+        t_publish = time.perf_counter()
+        self._publish(settings, header, category, msgs, outputs)
+        return msgs['kept'], t_publish - t_build, time.perf_counter() - t_publish
 
     _OUTPUT_PARAMS = {'objects': 'output.publish_structures', 'voxels': 'output.publish_voxels',
                       'detections3d': 'output.publish_detections3d', 'tf': 'output.publish_tf',
