@@ -71,6 +71,8 @@ def generate_launch_description() -> LaunchDescription:
             ('detections', LaunchConfiguration('detections_topic')),
         ],
     )
+    # The .rviz file names the un-namespaced topics; remapping them follows `namespace`
+    # and `image_topic` (a relative target resolves against RViz's root namespace).
     rviz = Node(
         package='rviz2',
         executable='rviz2',
@@ -78,6 +80,11 @@ def generate_launch_description() -> LaunchDescription:
         arguments=['-d', PathJoinSubstitution([share, 'rviz', 'chair_detector.rviz'])],
         parameters=[{'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
                                                     value_type=bool)}],
+        remappings=[
+            ('/chair_detector/markers',
+             [LaunchConfiguration('namespace'), '/chair_detector/markers']),
+            ('/camera/image_raw', image),
+        ],
         condition=IfCondition(LaunchConfiguration('rviz')),
     )
     return LaunchDescription([*args, detector, rviz])

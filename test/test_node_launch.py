@@ -81,6 +81,25 @@ def test_rviz_config_shows_the_node_outputs() -> None:
         'camera_optical_frame'
 
 
+def test_rviz_topics_follow_the_launch_arguments() -> None:
+    """Every topic the .rviz file names is remapped for the rviz2 node: the node's outputs
+    under `namespace`, the camera image to `image_topic`."""
+    doc = yaml.safe_load((REPO / 'rviz' / 'chair_detector.rviz').read_text())
+    topics = {d['Topic']['Value'] for d in doc['Visualization Manager']['Displays']
+              if 'Topic' in d}
+    tree = ast.parse(LAUNCH.read_text())
+    rviz = next(c for c in _calls(tree, 'Node') if _kw(c, 'executable').value == 'rviz2')
+    remaps = {}
+    for pair in _kw(rviz, 'remappings').elts:
+        source, target = pair.elts
+        remaps[source.value] = ast.unparse(target)
+    assert set(remaps) == topics
+    assert remaps['/chair_detector/markers'] == \
+        "[LaunchConfiguration('namespace'), '/chair_detector/markers']"
+    assert remaps['/camera/image_raw'] == 'image'
+    assert "image = LaunchConfiguration('image_topic')" in LAUNCH.read_text()
+
+
 def test_docs_parameter_table_matches_the_declarations() -> None:
     """docs/node.md's table: every declared parameter, in order, with its type, code default,
     allowed range or choices and description exactly as params.py declares them."""

@@ -397,6 +397,9 @@ class ChairDetector(LifecycleNode):
     def _hand_over(self, pair: tuple[int, Any, Any]) -> None:
         if self._slot.put((*pair, time.time_ns())):
             self.stats.count('dropped.latest_wins')
+        # Give up the GIL now, so the worker starts on the frame at once instead of after
+        # the executor's next wait-set rebuild (bench_node: queue p50 0.25-0.32 -> 0.08 ms).
+        time.sleep(0)
 
     def _on_clock_jump(self, jump: Any) -> None:
         self._request_reset('the ROS clock jumped back')
