@@ -245,13 +245,15 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
     """Run the pipeline on every frame of the bag (the node's settings, no ROS transport).
 
     With `floor_frame`, the floor comes from the bag's /tf at each image stamp (as the node
-    does with pose.floor_frame); frames without it use the size model alone. With
+    does with pose.floor_frame, within the default pose.tf_tolerance_s); frames without it
+    use the size model alone. With
     `period_s`, frames start that far apart (as from a camera) instead of back to back.
     """
     from perception_3dinn.inference import load_manifest, Pipeline, PipelineConfig
     from perception_3dinn.inference.manifest import default_model_dir
     from perception_3dinn.ros import convert
     from perception_3dinn.ros.bagdata import ObjectRecord, records_from_msg
+    from perception_3dinn.ros.params import SPECS
     from perception_3dinn.tf_buffer import floor_in_camera, TransformBuffer, TransformLookupError
 
     path = manifest or default_model_dir('chair') / 'manifest.json'
@@ -260,6 +262,7 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
         num_threads=num_threads, crop_pad=man.crop_pad))
     preds, gts, total_ms, network_ms, results = [], [], [], [], []
     tf, floors = TransformBuffer(), 0
+    tolerance_ns = int(SPECS['pose.tf_tolerance_s'].default * 1e9)
     t_start = time.perf_counter()
     for k, f in enumerate(tqdm(frames, desc='offline' + (' (floor from TF)' if floor_frame
                                                         else ''), unit='frame')):
@@ -273,7 +276,8 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
         if floor_frame and f.tf is not None:
             convert.store_tf_message(tf, f.tf, static=False)
             try:
-                floor = floor_in_camera(tf, f.image.header.frame_id, floor_frame, f.stamp_ns)
+                floor = floor_in_camera(tf, f.image.header.frame_id, floor_frame, f.stamp_ns,
+                                        tolerance_ns)
                 floors += 1
             except (TransformLookupError, ValueError):
                 pass

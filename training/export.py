@@ -7,11 +7,19 @@ Writes DIR/model.onnx (opset 18, dynamic batch, checked with onnx.checker) and
 DIR/manifest.json (docs/interfaces.md, Model contract), after checking the ONNX model against
 the eager torch model with ONNX Runtime on random inputs (batch 1 and 3): every output must
 agree within `atol + rtol * |eager|` (defaults 1e-4 and 1e-3, float32).
+
+`--weights fp16` halves the files: the weights are rounded to the nearest float16 and stored
+so, in the ONNX model (float16 initializers, each followed by a Cast to float32 that ONNX
+Runtime folds away at load; the graph still computes in float32) and in a compact copy of the
+checkpoint, DIR/model.pt (no optimizer state), which the torch engine loads. ONNX and torch
+then hold the same numbers; what the rounding changed is measured and recorded in the
+manifest (`export.fp16_rounding_max_abs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 from datetime import datetime, timezone
 import json
 import os
@@ -21,6 +29,7 @@ import tempfile
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper, TensorProto
 import torch
 
 from perception_3dinn.inference.manifest import (
@@ -31,12 +40,15 @@ from perception_3dinn.inference.manifest import (
 )
 from perception_3dinn.inference.pipeline import bases_sha256
 from perception_3dinn.models import INN3D, INPUT_NAMES, load_checkpoint, make_config
+from perception_3dinn.models.checkpoint import read_checkpoint
 from perception_3dinn.skeleton import load_category
 
 OPSET = 18
 MAX_BATCH = 64
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
+WEIGHTS = ('fp32', 'fp16')
+FP16_MIN_ELEMENTS = 64  # smaller tensors stay float32 (a Cast node would cost more than it saves)
 
 
 def random_model(category_name: str = 'chair', input_size: int = 128,
@@ -106,6 +118,97 @@ def export_onnx(model: torch.nn.Module, path: str | Path, input_size: int,
     return path
 
 
+def _rounded_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state entries stored as float16: floating parameters and BatchNorm statistics
+    (the category bases and other fixed buffers keep their float32 values)."""
+    params = dict(model.named_parameters())
+    return {name: t for name, t in model.state_dict().items()
+            if t.is_floating_point() and (name in params or '.running_' in f'.{name}')}
+
+
+def round_weights_fp16(model: torch.nn.Module) -> int:
+    """Round the weights (`_rounded_tensors`) to the nearest float16 value, in place (they
+    stay float32 tensors). Returns how many values were rounded.
+
+    Raises:
+        ValueError: a weight outside float16's range.
+    """
+    count = 0
+    with torch.no_grad():
+        for name, t in _rounded_tensors(model).items():
+            half = t.half()
+            if not torch.isfinite(half).all() and torch.isfinite(t).all():
+                raise ValueError(f'weight {name} does not fit float16 (max |w| '
+                                 f'{float(t.abs().max()):.3g} > 65504)')
+            t.copy_(half.float())
+            count += t.numel()
+    return count
+
+
+def store_initializers_fp16(model: onnx.ModelProto,
+                            min_elements: int = FP16_MIN_ELEMENTS) -> tuple[int, int]:
+    """Store float32 initializers whose values float16 holds exactly as float16 + Cast.
+
+    Only exact ones are converted, so the graph computes the same numbers (round the weights
+    first, `round_weights_fp16`); weights the exporter computed (BatchNorm folded into a
+    convolution) stay float32. Returns (initializers converted, bytes saved).
+    """
+    graph = model.graph
+    keep, casts, converted, saved = [], [], 0, 0
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or not init.dims:
+            keep.append(init)
+            continue
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if values.size < min_elements or not np.array_equal(half.astype(np.float32), values):
+            keep.append(init)
+            continue
+        stored = numpy_helper.from_array(half, f'{init.name}__fp16')
+        keep.append(stored)
+        casts.append(helper.make_node('Cast', [stored.name], [init.name],
+                                      name=f'{init.name}__to_fp32', to=TensorProto.FLOAT))
+        converted += 1
+        saved += values.nbytes - half.nbytes
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)  # casts first: the graph stays topologically sorted
+    return converted, saved
+
+
+def compact_checkpoint(source: str | Path, target: str | Path, model: torch.nn.Module) -> Path:
+    """Write `source`'s checkpoint to `target` with `model`'s (rounded) weights as float16 and
+    without optimizer state; `load_checkpoint` reads it back as float32."""
+    payload = read_checkpoint(source)
+    payload.pop('optimizer', None)
+    rounded = _rounded_tensors(model)
+    payload['state_dict'] = {
+        name: (rounded[name].detach().cpu().half() if name in rounded else t.detach().cpu())
+        for name, t in model.state_dict().items()}
+    payload['weights'] = 'fp16'
+    target = Path(target)
+    tmp = target.with_suffix(target.suffix + '.tmp')
+    torch.save(payload, tmp)
+    tmp.replace(target)
+    return target
+
+
+def _outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [v.numpy() for v in model(torch.from_numpy(x))]
+
+
+def rounding_effect(before: torch.nn.Module, after: torch.nn.Module, input_size: int,
+                    seed: int = 0) -> dict[str, float]:
+    """Max |after - before| per output on the parity inputs (batch 3)."""
+    x = np.random.default_rng(seed).normal(0.0, 1.0, (3, 3, input_size, input_size))
+    x = x.astype(np.float32)
+    return {name: float(np.abs(a.astype(np.float64) - b).max()) for name, a, b in
+            zip(OUTPUT_NAMES, _outputs(after, x), _outputs(before, x))}
+
+
 def parity(model: torch.nn.Module, onnx_path: str | Path, input_size: int,
            batches: tuple[int, ...] = (1, 3), seed: int = 0) -> dict[str, float]:
     """Max absolute difference per output between ONNX Runtime and eager torch.
@@ -120,8 +223,7 @@ def parity(model: torch.nn.Module, onnx_path: str | Path, input_size: int,
     worst_rel = {name: -np.inf for name in OUTPUT_NAMES}
     for b in batches:
         x = rng.normal(0.0, 1.0, (b, 3, input_size, input_size)).astype(np.float32)
-        with torch.no_grad():
-            eager = [v.numpy() for v in model(torch.from_numpy(x))]
+        eager = _outputs(model, x)
         got = session.run(list(OUTPUT_NAMES), {INPUT_NAMES[0]: x})
         for name, e, g in zip(OUTPUT_NAMES, eager, got):
             if e.shape != g.shape:
@@ -134,7 +236,8 @@ def parity(model: torch.nn.Module, onnx_path: str | Path, input_size: int,
 
 
 def build_manifest(model: INN3D, onnx_path: Path, payload: dict, checkpoint: Path | None,
-                   parity_report: dict, trained: bool, size_model: dict | None = None) -> dict:
+                   parity_report: dict, trained: bool, size_model: dict | None = None,
+                   weights: dict | None = None) -> dict:
     """The manifest document (see perception_3dinn.inference.manifest)."""
     cfg = model.config
     category = load_category(cfg.category)
@@ -174,7 +277,8 @@ def build_manifest(model: INN3D, onnx_path: Path, payload: dict, checkpoint: Pat
         'metrics': payload.get('metrics', {}) or {},
         'export': {'torch_version': torch.__version__, 'onnx_version': onnx.__version__,
                    'parity_atol': PARITY_ATOL, 'parity_rtol': PARITY_RTOL,
-                   'parity_max_abs': parity_report['max_abs']},
+                   'parity_max_abs': parity_report['max_abs'],
+                   **(weights or {'weights': 'fp32'})},
     }
 
 
@@ -192,13 +296,15 @@ def benchmark_summary(evaluation: dict) -> dict:
 def export(out_dir: str | Path, checkpoint: str | Path | None = None,
            category: str = 'chair', input_size: int = 128, seed: int = 0,
            legacy: bool = False, size_model_instances: int = 2000,
-           metrics: str | Path | None = None) -> Path:
+           metrics: str | Path | None = None, weights: str = 'fp32') -> Path:
     """Export a checkpoint (or, with checkpoint None, a random plumbing model) to `out_dir`.
 
     `size_model_instances` > 0 adds a size model fitted on that many generated instances
     (`fit_size_model`); 0 leaves the runtime on the category's single size prior.
     `metrics` names a `training.evaluate` metrics.json whose headline numbers go into the
-    manifest (otherwise the checkpoint's own metrics, if any).
+    manifest (otherwise the checkpoint's own metrics, if any). `weights` 'fp16' stores the
+    weights as float16 (module docstring); with a checkpoint it also writes the compact
+    `out_dir/model.pt`, which the manifest then names.
 
     Returns:
         the manifest path. Raises RuntimeError when ONNX and eager torch disagree.
@@ -210,10 +316,23 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
         model, payload = load_checkpoint(checkpoint)
     else:
         model, payload = random_model(category, input_size, seed)
+    if weights not in WEIGHTS:
+        raise ValueError(f'weights must be one of {", ".join(WEIGHTS)}, got {weights!r}')
     model = model.float().eval()
+    info = {'weights': weights}
+    if weights == 'fp16':
+        original = copy.deepcopy(model)
+        round_weights_fp16(model)
+        info['fp16_rounding_max_abs'] = rounding_effect(original, model,
+                                                        model.config.input_size, seed)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_onnx = export_onnx(model, Path(tmp) / 'model.onnx', model.config.input_size,
                                legacy=legacy)
+        if weights == 'fp16':
+            proto = onnx.load(str(tmp_onnx))
+            info['fp16_initializers'], _ = store_initializers_fp16(proto)
+            onnx.save(proto, str(tmp_onnx))
+            onnx.checker.check_model(str(tmp_onnx), full_check=True)
         report = parity(model, tmp_onnx, model.config.input_size, seed=seed)
         bad = {k: v for k, v in report['max_excess_over_tolerance'].items() if v > 0}
         if bad:
@@ -221,10 +340,13 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
                                f'rtol {PARITY_RTOL}: {report["max_abs"]}')
         onnx_path = out_dir / 'model.onnx'
         tmp_onnx.replace(onnx_path)
+    if weights == 'fp16' and checkpoint is not None:
+        checkpoint = compact_checkpoint(checkpoint, out_dir / 'model.pt', model)
     size_model = (fit_size_model(model.config.category, size_model_instances)
                   if size_model_instances > 0 else None)
     manifest = build_manifest(model, onnx_path, payload, checkpoint, report,
-                              trained=checkpoint is not None, size_model=size_model)
+                              trained=checkpoint is not None, size_model=size_model,
+                              weights=info)
     if metrics is not None:
         manifest['metrics'] = benchmark_summary(json.loads(Path(metrics).read_text()))
     manifest_path = out_dir / 'manifest.json'
@@ -250,13 +372,16 @@ def main(argv: list[str] | None = None) -> int:
                         help='use the TorchScript ONNX exporter instead of torch.export')
     parser.add_argument('--metrics', type=Path,
                         help='training.evaluate metrics.json to record in the manifest')
+    parser.add_argument('--weights', choices=WEIGHTS, default='fp32',
+                        help='fp16: store the weights rounded to float16 (half the size; '
+                             'also writes OUT/model.pt); the graph computes in float32')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
         path = export(args.out, args.checkpoint, args.category, args.input_size, args.seed,
                       legacy=args.legacy_exporter,
                       size_model_instances=args.size_model_instances,
-                      metrics=args.metrics)
+                      metrics=args.metrics, weights=args.weights)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f'export failed: {exc}', file=sys.stderr)
         return 1
@@ -265,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
           f'trained={data["trained"]})')
     print('parity max |onnx - eager|: ' + ', '.join(
         f'{k} {v:.2e}' for k, v in data['export']['parity_max_abs'].items()))
+    if 'fp16_rounding_max_abs' in data['export']:
+        print('float16 weights change the outputs by at most: ' + ', '.join(
+            f'{k} {v:.2e}' for k, v in data['export']['fp16_rounding_max_abs'].items()))
     if data.get('size_model'):
         sm = data['size_model']
         print(f'size model: median relative scale error {sm["median_rel_scale_error_size_prior"]}'
