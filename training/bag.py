@@ -246,8 +246,8 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
 
     With `floor_frame`, the floor comes from the bag's /tf at each image stamp (as the node
     does with pose.floor_frame, within the default pose.tf_tolerance_s); frames without it
-    use the size model alone. With
-    `period_s`, frames start that far apart (as from a camera) instead of back to back.
+    use the size model alone. With `period_s`, frames start that far apart (as from a
+    camera) instead of back to back.
     """
     from perception_3dinn.inference import load_manifest, Pipeline, PipelineConfig
     from perception_3dinn.inference.manifest import default_model_dir
