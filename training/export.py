@@ -40,7 +40,7 @@ from perception_3dinn.inference.manifest import (
 )
 from perception_3dinn.inference.pipeline import bases_sha256
 from perception_3dinn.models import INN3D, INPUT_NAMES, load_checkpoint, make_config
-from perception_3dinn.models.checkpoint import read_checkpoint
+from perception_3dinn.models.checkpoint import read_checkpoint, write_checkpoint
 from perception_3dinn.skeleton import load_category
 
 OPSET = 18
@@ -126,14 +126,13 @@ def _rounded_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             if t.is_floating_point() and (name in params or '.running_' in f'.{name}')}
 
 
-def round_weights_fp16(model: torch.nn.Module) -> int:
+def round_weights_fp16(model: torch.nn.Module) -> None:
     """Round the weights (`_rounded_tensors`) to the nearest float16 value, in place (they
-    stay float32 tensors). Returns how many values were rounded.
+    stay float32 tensors).
 
     Raises:
         ValueError: a weight outside float16's range.
     """
-    count = 0
     with torch.no_grad():
         for name, t in _rounded_tensors(model).items():
             half = t.half()
@@ -141,8 +140,6 @@ def round_weights_fp16(model: torch.nn.Module) -> int:
                 raise ValueError(f'weight {name} does not fit float16 (max |w| '
                                  f'{float(t.abs().max()):.3g} > 65504)')
             t.copy_(half.float())
-            count += t.numel()
-    return count
 
 
 def store_initializers_fp16(model: onnx.ModelProto,
@@ -188,11 +185,7 @@ def compact_checkpoint(source: str | Path, target: str | Path, model: torch.nn.M
         name: (rounded[name].detach().cpu().half() if name in rounded else t.detach().cpu())
         for name, t in model.state_dict().items()}
     payload['weights'] = 'fp16'
-    target = Path(target)
-    tmp = target.with_suffix(target.suffix + '.tmp')
-    torch.save(payload, tmp)
-    tmp.replace(target)
-    return target
+    return write_checkpoint(target, payload)
 
 
 def _outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:

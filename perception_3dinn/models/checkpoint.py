@@ -5,7 +5,8 @@ A checkpoint is a ``torch.save`` dict::
     format: 'perception_3dinn.inn3d', version: 1,
     config: INNConfig.to_dict(), category: {name, keypoint_names, edges, bases, alpha_std,
     size_prior_m}, normalisation: {mean, std, colour_order: 'RGB'}, stage, step,
-    state_dict, optimizer (optional, for resuming), metrics (optional)
+    state_dict, optimizer (optional, for resuming), metrics (optional),
+    weights: 'fp16' (optional: float16 state written by ``training.export --weights fp16``)
 
 so export and runtime rebuild the model from the file alone (``load_checkpoint``).
 """
@@ -53,6 +54,12 @@ def save_checkpoint(path: str | Path, model: INN3D, category: dict, stage: str =
         payload['optimizer'] = optimizer.state_dict()
     if extra:
         payload['extra'] = extra
+    return write_checkpoint(path, payload)
+
+
+def write_checkpoint(path: str | Path, payload: dict) -> Path:
+    """Write a checkpoint dict atomically (tmp + rename)."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + '.tmp')
     torch.save(payload, tmp)
     tmp.replace(path)
