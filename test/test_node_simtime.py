@@ -36,6 +36,10 @@ def test_clock_jump_back_resets_tracks(node: NodeProcess) -> None:
         first = out['objects'].objects[0].track_id
         h.send_frame(t + 0.1)
         assert h.frame_outputs(t + 0.1)['objects'].objects[0].track_id == first
+        # The node's clock must have taken /clock = 100 s before it can jump back from it (its
+        # best-effort /clock reader may still be matching): its /diagnostics carry that time.
+        h.wait_for(lambda: any(d.header.stamp.sec == now['sec']
+                               for d in h.received['diagnostics']))
         mark = len(node.lines)
         # The bag starts over: /clock goes back 95 s (stamps too, as in a looped bag).
         now['sec'] = 5
