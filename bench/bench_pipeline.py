@@ -2,9 +2,12 @@
 
     python bench/bench_pipeline.py [--manifest DIR] [--backends onnxruntime torch]
                                    [--objects 1 4 8] [--frames 40] [--threads 1]
+                                   [--device cpu|cuda]
 
 Runs `Pipeline.process` on a 640x480 frame with N chair boxes for every backend in one run and
-prints/saves the median milliseconds per stage (bench/results/bench_pipeline.{json,md}).
+prints/saves the median milliseconds per stage (bench/results/bench_pipeline.{json,md}, or
+bench_pipeline_cuda.{json,md} with --device cuda: ONNX Runtime's CUDA provider and torch on
+the GPU; the network time then includes the host-device copies).
 'outside net / obj' is (total - network) / N: the pipeline's own work per object, the issue's
 <= 2 ms target, as the median and the fastest frame (closest to an idle machine).
 PnP always runs (min_keypoint_confidence 0) so the figure is the worst case.
@@ -92,9 +95,10 @@ def torch_checkpoint(manifest_dir: Path, tmp: Path) -> Path | None:
 
 
 def bench(manifest_dir: Path, backend: str, objects: list[int], frames: int, threads: int,
-          checkpoint: Path | None, scene: Path | None = None) -> list[dict]:
+          checkpoint: Path | None, scene: Path | None = None, device: str = 'cpu'
+          ) -> list[dict]:
     config = PipelineConfig(num_threads=threads, min_keypoint_confidence=0.0,
-                            max_pnp_reproj_px=1e9, max_objects=max(objects))
+                            max_pnp_reproj_px=1e9, max_objects=max(objects), device=device)
     pipe = Pipeline.from_manifest(manifest_dir, backend=backend, config=config,
                                   checkpoint=checkpoint)
     cam = CameraIntrinsics.from_fov(640, 480, 60.0)
@@ -118,7 +122,7 @@ def bench(manifest_dir: Path, backend: str, objects: list[int], frames: int, thr
                     samples[k].append(result.timings_ms[k])
         med = {k: float(np.median(v)) for k, v in samples.items()}
         outside = (np.array(samples['total']) - np.array(samples['network'])) / n
-        rows.append({'backend': backend, 'objects': n, 'frames': frames,
+        rows.append({'backend': backend, 'device': device, 'objects': n, 'frames': frames,
                      **{f'{k}_ms': round(v, 3) for k, v in med.items()},
                      'outside_network_per_object_ms': round(float(np.median(outside)), 3),
                      'outside_network_per_object_min_ms': round(float(np.min(outside)), 3)})
@@ -127,16 +131,18 @@ def bench(manifest_dir: Path, backend: str, objects: list[int], frames: int, thr
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = ['backend', 'objects'] + [f'{k} ms' for k in STAGES] + [
+    head = ['backend', 'device', 'objects'] + [f'{k} ms' for k in STAGES] + [
         'outside net / obj ms', 'outside net / obj, best frame ms']
     lines = [f'# bench_pipeline ({meta["date_utc"]})', '',
              f'Command: `{meta["command"]}`', '',
-             f'Machine: {meta["machine"]}; threads {meta["threads"]}; model trained: '
+             f'Machine: {meta["machine"]}; GPU: {meta.get("gpu", "none")}; '
+             f'threads {meta["threads"]}; model trained: '
              f'{meta["model_trained"]}; scene: {meta["scene"]}. Median over {meta["frames"]} '
              'frames.', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
-        cells = [r['backend'], str(r['objects'])] + [f'{r[f"{k}_ms"]:.2f}' for k in STAGES]
+        cells = [r['backend'], r.get('device', 'cpu'), str(r['objects'])]
+        cells += [f'{r[f"{k}_ms"]:.2f}' for k in STAGES]
         cells.append(f'{r["outside_network_per_object_ms"]:.2f}')
         cells.append(f'{r["outside_network_per_object_min_ms"]:.2f}')
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--scene', type=Path, default=None,
                         help='rendered image data set: frames of tiled rendered chairs instead '
                              'of noise (realistic keypoints for a trained model)')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu',
+                        help='engine device (cuda: ONNX Runtime CUDA provider, torch CUDA)')
     parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results')
     args = parser.parse_args(argv)
     manifest = load_manifest(args.manifest)
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             if backend == 'torch' and ckpt is None:
                 ckpt = torch_checkpoint(args.manifest, Path(tmp))
             rows += bench(args.manifest, backend, args.objects, args.frames, args.threads,
-                          ckpt, args.scene)
+                          ckpt, args.scene, args.device)
     meta = {
         'date_utc': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
         'command': 'python bench/bench_pipeline.py ' + ' '.join(argv or sys.argv[1:]),
@@ -179,13 +187,18 @@ def main(argv: list[str] | None = None) -> int:
                    f'{load:.1f} (other jobs share the CPUs)',
         'threads': args.threads, 'frames': args.frames, 'model_trained': manifest.trained,
         'scene': str(args.scene) if args.scene else 'random noise image',
-        'onnx_sha256': manifest.onnx_sha256,
+        'onnx_sha256': manifest.onnx_sha256, 'device': args.device,
     }
+    if args.device == 'cuda':
+        import torch
+
+        meta['gpu'] = torch.cuda.get_device_name(0)
+    name = 'bench_pipeline' if args.device == 'cpu' else f'bench_pipeline_{args.device}'
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / 'bench_pipeline.json').write_text(json.dumps({'meta': meta, 'rows': rows},
-                                                             indent=1) + '\n')
+    (args.out / f'{name}.json').write_text(json.dumps({'meta': meta, 'rows': rows},
+                                                      indent=1) + '\n')
     text = markdown(rows, meta)
-    (args.out / 'bench_pipeline.md').write_text(text)
+    (args.out / f'{name}.md').write_text(text)
     print(text)
     return 0
 

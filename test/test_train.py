@@ -139,6 +139,52 @@ def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
             torch.testing.assert_close(value, wr[key], rtol=0, atol=0)
 
 
+def test_worker_processes_give_the_same_training(tmp_path, tiny_dataset):
+    """--workers 2 makes each step's batch in another process from the same (seed, step):
+    the weights after training equal those of in-process batches, in every stage."""
+    torch.set_num_threads(1)
+    common = ['--steps', '3', '--eval-every', '3', '--batch', '4', '--log-every', '1']
+    for workers in ('0', '2'):
+        w = ['--workers', workers]
+        train.main(['keypoints', '--data', str(tiny_dataset), '--out',
+                    str(tmp_path / f'k{workers}'), '--val-size', '4'] + common + w)
+        train.main(['interpreter', '--out', str(tmp_path / f'i{workers}'), '--val-size', '8']
+                   + common + w)
+        train.main(['finetune', '--data', str(tiny_dataset), '--out',
+                    str(tmp_path / f'f{workers}'),
+                    '--keypoints', str(tmp_path / 'k0' / 'model.pt'),
+                    '--interpreter', str(tmp_path / 'i0' / 'model.pt'),
+                    '--synthetic-batch', '4', '--w-structure', '1'] + common + w)
+    for stage in 'kif':
+        w0, _ = _weights(tmp_path / f'{stage}0' / 'model.pt')
+        w2, _ = _weights(tmp_path / f'{stage}2' / 'model.pt')
+        assert w0.keys() == w2.keys()
+        for key in w0:
+            torch.testing.assert_close(w2[key], w0[key], rtol=0, atol=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match='no CUDA'):
+            train.main(['interpreter', '--out', str(tmp_path / 'c'), '--device', 'cuda']
+                       + common)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device for torch')
+def test_every_stage_trains_on_cuda(tmp_path, tiny_dataset):
+    """Two steps of each stage with --device cuda; the checkpoints load on the CPU."""
+    common = ['--steps', '2', '--eval-every', '2', '--batch', '4', '--log-every', '1',
+              '--device', 'cuda', '--workers', '1']
+    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'k'),
+                '--val-size', '4'] + common)
+    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
+    train.main(['finetune', '--data', str(tiny_dataset), '--out', str(tmp_path / 'f'),
+                '--keypoints', str(tmp_path / 'k' / 'model.pt'),
+                '--interpreter', str(tmp_path / 'i' / 'model.pt'),
+                '--synthetic-batch', '4', '--w-structure', '1'] + common)
+    for stage in 'kif':
+        weights, payload = _weights(tmp_path / stage / 'model.pt')
+        assert payload['step'] == 2
+        assert all(v.device.type == 'cpu' and torch.isfinite(v).all() for v in weights.values())
+
+
 def test_crop_sampler_keypoints_follow_the_image(tiny_dataset):
     """Augmented crops move keypoints with the pixels: a bright dot drawn at a keypoint
     lands at the transformed keypoint."""

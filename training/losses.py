@@ -59,7 +59,8 @@ def interpreter_loss(interp: Interpreter, raw: torch.Tensor, batch: dict,
     oriented = torch.einsum('bij,bnj->bni', rotation, y)
     oriented_gt = torch.einsum('bij,bnj->bni', batch['rotation'], batch['points3d'])
     terms['points3d'] = (oriented - oriented_gt).abs().mean()
-    c = torch.full((2,), 0.5 * (interp.config.input_size - 1), dtype=raw.dtype)
+    c = torch.full((2,), 0.5 * (interp.config.input_size - 1), dtype=raw.dtype,
+                   device=raw.device)
     proj = project_points(y, rotation, translation, focal, c)
     terms['reprojection'] = ((proj - batch['keypoints']).abs() / half).clamp(max=1.0).mean()
     total = sum(w[name] * value for name, value in terms.items())

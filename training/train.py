@@ -11,6 +11,10 @@ resumed run sees the same data), resumable (``--resume`` continues from ``<out>/
 shows a tqdm bar, writes ``<out>/log.jsonl``, ``<out>/loss.png`` and a checkpoint
 ``<out>/model.pt`` that carries config, category and normalisation
 (:mod:`perception_3dinn.models.checkpoint`).
+
+``--device cuda`` trains on a GPU; ``--workers N`` makes the batches in N processes (each
+step's batch is still a function of (seed, step) alone, so the data do not depend on N).
+Checkpoints are device-independent (loaded onto the CPU).
 """
 
 from __future__ import annotations
@@ -145,16 +149,59 @@ def set_threads(threads: int) -> None:
     os.environ.setdefault('OMP_NUM_THREADS', str(threads))
 
 
+def pick_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda`` (refused with a clear message where torch sees no GPU)."""
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: torch sees no CUDA device (CPU-only build or no GPU)')
+    return torch.device(name)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of a (possibly nested) batch dict on ``device``."""
+    return {k: to_device(v, device) if isinstance(v, dict) else
+            v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item i = the batch of optimiser step ``start + i``, made by ``make(step)`` (which seeds
+    its own generator from the step), so worker processes give the same data as the
+    training process."""
+
+    def __init__(self, make: Callable[[int], dict], start: int, stop: int) -> None:
+        self.make, self.start, self.stop = make, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.make(self.start + i)
+
+
+def _as_is(batch: dict) -> dict:
+    return batch
+
+
+def step_batches(make: Callable[[int], dict], start: int, stop: int, workers: int,
+                 device: torch.device) -> torch.utils.data.DataLoader:
+    """Batches for steps ``start .. stop - 1`` in order, made in ``workers`` processes (0: in
+    this one), pinned for a fast copy to a GPU."""
+    return torch.utils.data.DataLoader(
+        StepBatches(make, start, stop), batch_size=None, shuffle=False, num_workers=workers,
+        collate_fn=_as_is, pin_memory=device.type == 'cuda',
+        prefetch_factor=4 if workers else None, persistent_workers=False)
+
+
 # -- stage 2: interpreter on synthetic heatmaps -------------------------------------------
 
 def evaluate_interpreter(model: INN3D, category: Category, val: dict) -> dict:
     """Structure average recall, azimuth/geodesic errors, 2D reprojection on a sampler set."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        outs = [model.interpreter(torch.from_numpy(val['heatmaps'][i:i + 256]))
+        outs = [model.interpreter(torch.from_numpy(val['heatmaps'][i:i + 256]).to(device))
                 for i in range(0, len(val['heatmaps']), 256)]
-    structure = np.concatenate([o[0].numpy() for o in outs]).astype(np.float64)
-    rotation = np.concatenate([o[1].numpy() for o in outs]).astype(np.float64)
+    structure = np.concatenate([o[0].cpu().numpy() for o in outs]).astype(np.float64)
+    rotation = np.concatenate([o[1].cpu().numpy() for o in outs]).astype(np.float64)
     rmse = metrics.structure_rmse(category.structure(structure), val['points3d'])
     az = metrics.azimuth_error(rotation, val['rotation'])
     geo = metrics.geodesic_error(rotation, val['rotation'])
@@ -174,21 +221,28 @@ def train_interpreter(args: argparse.Namespace) -> Path:
         model, _ = load_checkpoint(args.init)
     else:
         model = build_model(category, args.input_size, args.refine, sconf)
-    model.train()
+    device = pick_device(args.device)
+    model.to(device).train()
     params = list(model.interpreter.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     step = resume(run, model, opt, args.resume)
     bases = model.projection.bases
     sampler = HeatmapSampler(category, sconf, seed=args.seed)
     val = HeatmapSampler(category, sconf, seed=args.seed + 1_000_003).sample(args.val_size)
-    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='interpreter')
+
+    def make(step: int) -> dict:
+        sampler.rng = np.random.default_rng([args.seed, step])
+        return to_torch(sampler.sample(args.batch))
+
+    batches = step_batches(make, step, args.steps, args.workers, device)
+    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
+               desc='interpreter')
     t0 = time.time()
-    for step in bar:
+    for step, batch in bar:
         if args.stop_after and step >= args.stop_after:
             bar.close()
             return run.out / 'last.pt'
-        sampler.rng = np.random.default_rng([args.seed, step])
-        batch = to_torch(sampler.sample(args.batch))
+        batch = to_device(batch, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr)
         raw = model.interpreter.forward_raw(batch['heatmaps'])
@@ -293,7 +347,8 @@ def evaluate_keypoints(model: INN3D, crops: CropSampler, val: dict, batch: int =
     with torch.no_grad():
         for i in range(0, n, batch):
             b = crops.batch(sample_rows(val, range(i, min(n, i + batch))))
-            hm = model.heatmaps(torch.from_numpy(b['input'])).numpy()
+            device = next(model.parameters()).device
+            hm = model.heatmaps(torch.from_numpy(b['input']).to(device)).cpu().numpy()
             kp, _ = crops.codec.decode(hm)
             kp_all.append(kp)
             gt_all.append(b['keypoints'])
@@ -316,7 +371,8 @@ def train_keypoints(args: argparse.Namespace) -> Path:
             model.add_refine()
     else:
         model = build_model(category, args.input_size, args.refine)
-    model.train()
+    device = pick_device(args.device)
+    model.to(device).train()
     cfg = model.config
     crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
     train = load_images(args.data, limit=args.limit)
@@ -328,18 +384,26 @@ def train_keypoints(args: argparse.Namespace) -> Path:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     step = resume(run, model, opt, args.resume)
     n = len(train['image']) - (0 if args.val else args.val_size)
-    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='keypoints')
+
+    def make(step: int) -> dict:
+        rng = np.random.default_rng([args.seed, step])
+        b = crops.batch(sample_rows(train, rng.integers(0, n, args.batch)), rng)
+        return {'input': torch.from_numpy(b['input']),
+                'heatmaps': torch.from_numpy(b['heatmaps'])}
+
+    batches = step_batches(make, step, args.steps, args.workers, device)
+    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
+               desc='keypoints')
     t0 = time.time()
-    for step in bar:
+    for step, b in bar:
         if args.stop_after and step >= args.stop_after:
             bar.close()
             return run.out / 'last.pt'
-        rng = np.random.default_rng([args.seed, step])
-        b = crops.batch(sample_rows(train, rng.integers(0, n, args.batch)), rng)
+        b = to_device(b, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=100)
-        hm = model.heatmaps(torch.from_numpy(b['input']))
-        loss = heatmap_loss(hm, torch.from_numpy(b['heatmaps']))
+        hm = model.heatmaps(b['input'])
+        loss = heatmap_loss(hm, b['heatmaps'])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -374,7 +438,8 @@ def finetune(args: argparse.Namespace) -> Path:
     category = load_category(args.category)
     run = Run(args.out, 'finetune')
     model = merge_stages(args.keypoints, args.interpreter)
-    model.train()
+    device = pick_device(args.device)
+    model.to(device).train()
     cfg = model.config
     crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
     train = load_images(args.data, limit=args.limit)
@@ -383,31 +448,41 @@ def finetune(args: argparse.Namespace) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step = resume(run, model, opt, args.resume)
     bases = model.projection.bases
-    bar = tqdm(range(step, args.steps), initial=step, total=args.steps, desc='finetune')
-    t0 = time.time()
-    for step in bar:
-        if args.stop_after and step >= args.stop_after:
-            bar.close()
-            return run.out / 'last.pt'
+
+    def make(step: int) -> dict:
         rng = np.random.default_rng([args.seed, step])
         rows = sample_rows(train, rng.integers(0, n, args.batch))
         b = crops.batch(rows, rng)
+        sampler.rng = np.random.default_rng([args.seed, step, 1])
+        return {'input': torch.from_numpy(b['input']),
+                'keypoints': torch.from_numpy(b['keypoints']).float(),
+                'labelled': torch.from_numpy(b['labelled']),
+                'heatmaps': torch.from_numpy(b['heatmaps']),
+                'alpha': torch.from_numpy(np.stack([r['structure'] for r in rows])),
+                'synthetic': to_torch(sampler.sample(args.synthetic_batch))}
+
+    batches = step_batches(make, step, args.steps, args.workers, device)
+    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
+               desc='finetune')
+    t0 = time.time()
+    for step, b in bar:
+        if args.stop_after and step >= args.stop_after:
+            bar.close()
+            return run.out / 'last.pt'
+        b = to_device(b, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=50)
-        hm, structure, rotation, translation, focal = model(torch.from_numpy(b['input']))
+        hm, structure, rotation, translation, focal = model(b['input'])
         proj = model.project(structure, rotation, translation, focal)
-        l_2d = reprojection_loss(proj, torch.from_numpy(b['keypoints']).float(),
-                                 torch.from_numpy(b['labelled']), cfg.input_size)
-        l_hm = heatmap_loss(hm, torch.from_numpy(b['heatmaps']))
-        sampler.rng = np.random.default_rng([args.seed, step, 1])
-        syn = to_torch(sampler.sample(args.synthetic_batch))
+        l_2d = reprojection_loss(proj, b['keypoints'], b['labelled'], cfg.input_size)
+        l_hm = heatmap_loss(hm, b['heatmaps'])
+        syn = b['synthetic']
         raw = model.interpreter.forward_raw(syn['heatmaps'])
         l_syn, _ = interpreter_loss(model.interpreter, raw, syn, bases)
         loss = args.w_2d * l_2d + args.w_heatmap * l_hm + args.w_synthetic * l_syn
-        l_shape = torch.zeros(())
+        l_shape = torch.zeros((), device=device)
         if args.w_structure > 0:
-            alpha_gt = torch.from_numpy(np.stack([r['structure'] for r in rows]))
-            l_shape = structure_loss(structure, alpha_gt, model.interpreter.alpha_std, bases)
+            l_shape = structure_loss(structure, b['alpha'], model.interpreter.alpha_std, bases)
             loss = loss + args.w_structure * l_shape
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -437,6 +512,10 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument('--lr', type=float, default=lr, help='peak learning rate')
         sp.add_argument('--seed', type=int, default=0, help='random seed')
         sp.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+        sp.add_argument('--device', choices=('cpu', 'cuda'), default='cpu',
+                        help='where the network trains')
+        sp.add_argument('--workers', type=int, default=0,
+                        help='processes making the batches (0: the training process)')
         sp.add_argument('--resume', action='store_true', help='continue from <out>/last.pt')
         sp.add_argument('--log-every', type=int, default=25, help='steps between log lines')
         sp.add_argument('--eval-every', type=int, default=1000,

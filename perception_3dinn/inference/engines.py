@@ -86,16 +86,27 @@ class OnnxRuntimeEngine(Engine):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if device not in ('cpu', 'cuda'):
+            raise ValueError(f"onnxruntime: device must be 'cpu' or 'cuda', got {device!r}")
         providers = ['CPUExecutionProvider']
         if device == 'cuda':
             if 'CUDAExecutionProvider' not in ort.get_available_providers():
                 raise RuntimeError('device cuda asked for, but this onnxruntime has no '
                                    'CUDAExecutionProvider (install onnxruntime-gpu, or use '
                                    "device 'cpu' or the tensorrt backend)")
+            if hasattr(ort, 'preload_dlls'):
+                # CUDA and cuDNN from the nvidia-* wheels (e.g. torch's), where installed
+                ort.preload_dlls()
             providers.insert(0, 'CUDAExecutionProvider')
         self.session = ort.InferenceSession(str(manifest.onnx_file), sess_options=options,
                                             providers=providers)
         self.providers = tuple(self.session.get_providers())
+        if self.providers[0] != providers[0]:
+            # ONNX Runtime falls back to the CPU, with only a log line, when the CUDA
+            # provider cannot load its libraries: refuse instead of running slowly
+            raise RuntimeError(f'onnxruntime: {providers[0]} did not start (session providers '
+                               f'{list(self.providers)}); check that the CUDA 13 and cuDNN 9 '
+                               'libraries onnxruntime-gpu needs are on the library path')
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         if names_in != [manifest.input_name]:
@@ -136,6 +147,9 @@ class TorchEngine(Engine):
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
         self._torch = torch
+        if device == 'cuda' and not torch.cuda.is_available():
+            raise RuntimeError('torch engine: device cuda asked for, but torch sees no CUDA '
+                               "device (a CPU-only torch build, or no GPU); use device 'cpu'")
         self.device = torch.device(device)
         model, _ = load_checkpoint(checkpoint)
         self.model = model.to(self.device).eval()
