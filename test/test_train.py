@@ -92,16 +92,21 @@ def tiny_dataset(tmp_path_factory):
     return root
 
 
+def _three_stages(out, data, common, finetune_extra=(), suffix=''):
+    """Run stage 1, stage 2, then stage 3 from the two (into out/k, out/i, out/f + suffix)."""
+    train.main(['keypoints', '--data', str(data), '--out', str(out / f'k{suffix}'),
+                '--val-size', '4'] + common)
+    train.main(['interpreter', '--out', str(out / f'i{suffix}'), '--val-size', '8'] + common)
+    train.main(['finetune', '--data', str(data), '--out', str(out / f'f{suffix}'),
+                '--keypoints', str(out / f'k{suffix}' / 'model.pt'),
+                '--interpreter', str(out / f'i{suffix}' / 'model.pt'),
+                '--synthetic-batch', '4', *finetune_extra] + common)
+
+
 def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
     torch.set_num_threads(1)
     common = ['--steps', '2', '--eval-every', '2', '--batch', '4', '--log-every', '1']
-    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'k'),
-                '--val-size', '4'] + common)
-    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
-    train.main(['finetune', '--data', str(tiny_dataset), '--out', str(tmp_path / 'f'),
-                '--keypoints', str(tmp_path / 'k' / 'model.pt'),
-                '--interpreter', str(tmp_path / 'i' / 'model.pt'),
-                '--synthetic-batch', '4'] + common)
+    _three_stages(tmp_path, tiny_dataset, common)
     wk, _ = _weights(tmp_path / 'k' / 'model.pt')
     wi, _ = _weights(tmp_path / 'i' / 'model.pt')
     merged = train.merge_stages(str(tmp_path / 'k' / 'model.pt'),
@@ -145,16 +150,8 @@ def test_worker_processes_give_the_same_training(tmp_path, tiny_dataset):
     torch.set_num_threads(1)
     common = ['--steps', '3', '--eval-every', '3', '--batch', '4', '--log-every', '1']
     for workers in ('0', '2'):
-        w = ['--workers', workers]
-        train.main(['keypoints', '--data', str(tiny_dataset), '--out',
-                    str(tmp_path / f'k{workers}'), '--val-size', '4'] + common + w)
-        train.main(['interpreter', '--out', str(tmp_path / f'i{workers}'), '--val-size', '8']
-                   + common + w)
-        train.main(['finetune', '--data', str(tiny_dataset), '--out',
-                    str(tmp_path / f'f{workers}'),
-                    '--keypoints', str(tmp_path / 'k0' / 'model.pt'),
-                    '--interpreter', str(tmp_path / 'i0' / 'model.pt'),
-                    '--synthetic-batch', '4', '--w-structure', '1'] + common + w)
+        _three_stages(tmp_path, tiny_dataset, common + ['--workers', workers],
+                      ['--w-structure', '1'], suffix=workers)
     for stage in 'kif':
         w0, _ = _weights(tmp_path / f'{stage}0' / 'model.pt')
         w2, _ = _weights(tmp_path / f'{stage}2' / 'model.pt')
@@ -172,13 +169,7 @@ def test_every_stage_trains_on_cuda(tmp_path, tiny_dataset):
     """Two steps of each stage with --device cuda; the checkpoints load on the CPU."""
     common = ['--steps', '2', '--eval-every', '2', '--batch', '4', '--log-every', '1',
               '--device', 'cuda', '--workers', '1']
-    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'k'),
-                '--val-size', '4'] + common)
-    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
-    train.main(['finetune', '--data', str(tiny_dataset), '--out', str(tmp_path / 'f'),
-                '--keypoints', str(tmp_path / 'k' / 'model.pt'),
-                '--interpreter', str(tmp_path / 'i' / 'model.pt'),
-                '--synthetic-batch', '4', '--w-structure', '1'] + common)
+    _three_stages(tmp_path, tiny_dataset, common, ['--w-structure', '1'])
     for stage in 'kif':
         weights, payload = _weights(tmp_path / stage / 'model.pt')
         assert payload['step'] == 2
