@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The three training stages of the chair model in about one hour of this 2-core machine:
-# stage 1 (keypoints, 1 thread) and stage 2 (interpreter, 1 thread) side by side, then stage 3
+# stage 1 (keypoints, 1 thread) and stage 2 (interpreter, 1 thread) side by side; once stage 2
+# is done, stage 1 resumes on 2 threads (the same run: --resume is exact); then stage 3
 # (fine-tuning with the shape loss, 2 threads), then the selection-set evaluation.
 # Needs datasets/chair_train_128 and datasets/chair_sel_128 (docs/models/chair.md).
 #   bash scripts/train_chair_1h.sh [OUT=runs/one_hour]
@@ -15,13 +16,17 @@ mkdir -p "$OUT"
 start=$(date +%s)
 stamp() { echo "[$(date -u +%H:%M:%S)] $* ($(( ($(date +%s) - start) / 60 )) min)"; }
 stamp 'stages 1 and 2, side by side'
-python -m training.train keypoints --data "$DATA" --out "$OUT/keypoints" --steps 10000 \
-    --batch 32 --eval-every 2500 --val-size 300 --threads 1 > "$OUT/keypoints.log" 2>&1 &
+kp_args=(keypoints --data "$DATA" --out "$OUT/keypoints" --steps 16000 --batch 32
+         --eval-every 2000 --val-size 300)
+python -m training.train "${kp_args[@]}" --threads 1 --stop-after 6000 \
+    > "$OUT/keypoints.log" 2>&1 &
 kp=$!
 python -m training.train interpreter --out "$OUT/interpreter" --steps 16000 \
     --eval-every 4000 --threads 1 > "$OUT/interpreter.log" 2>&1
 stamp 'stage 2 done'
 wait "$kp"
+stamp 'stage 1 paused at step 6000 (a checkpoint step); resuming it on 2 threads'
+python -m training.train "${kp_args[@]}" --threads 2 --resume >> "$OUT/keypoints.log" 2>&1
 stamp 'stage 1 done; stage 3'
 python -m training.train finetune --keypoints "$OUT/keypoints/model.pt" \
     --interpreter "$OUT/interpreter/model.pt" --data "$DATA" --out "$OUT/finetune" \
