@@ -141,7 +141,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              'frames.', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
-        cells = [r['backend'], r.get('device', 'cpu'), str(r['objects'])]
+        cells = [r['backend'], r['device'], str(r['objects'])]
         cells += [f'{r[f"{k}_ms"]:.2f}' for k in STAGES]
         cells.append(f'{r["outside_network_per_object_ms"]:.2f}')
         cells.append(f'{r["outside_network_per_object_min_ms"]:.2f}')

@@ -181,14 +181,17 @@ def _as_is(batch: dict) -> dict:
     return batch
 
 
-def step_batches(make: Callable[[int], dict], start: int, stop: int, workers: int,
-                 device: torch.device) -> torch.utils.data.DataLoader:
-    """Batches for steps ``start .. stop - 1`` in order, made in ``workers`` processes (0: in
-    this one), pinned for a fast copy to a GPU."""
-    return torch.utils.data.DataLoader(
-        StepBatches(make, start, stop), batch_size=None, shuffle=False, num_workers=workers,
-        collate_fn=_as_is, pin_memory=device.type == 'cuda',
-        prefetch_factor=4 if workers else None, persistent_workers=False)
+def step_bar(make: Callable[[int], dict], start: int, args: argparse.Namespace,
+             device: torch.device, desc: str) -> tqdm:
+    """Progress bar over ``(step, batch on device)`` for steps ``start .. args.steps - 1``;
+    the batches are made in ``args.workers`` processes (0: in this one), pinned for a fast
+    copy to a GPU."""
+    batches = torch.utils.data.DataLoader(
+        StepBatches(make, start, args.steps), batch_size=None, shuffle=False,
+        num_workers=args.workers, collate_fn=_as_is, pin_memory=device.type == 'cuda',
+        prefetch_factor=4 if args.workers else None, persistent_workers=False)
+    steps = ((step, to_device(b, device)) for step, b in zip(range(start, args.steps), batches))
+    return tqdm(steps, initial=start, total=args.steps, desc=desc)
 
 
 # -- stage 2: interpreter on synthetic heatmaps -------------------------------------------
@@ -234,15 +237,12 @@ def train_interpreter(args: argparse.Namespace) -> Path:
         sampler.rng = np.random.default_rng([args.seed, step])
         return to_torch(sampler.sample(args.batch))
 
-    batches = step_batches(make, step, args.steps, args.workers, device)
-    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
-               desc='interpreter')
+    bar = step_bar(make, step, args, device, 'interpreter')
     t0 = time.time()
     for step, batch in bar:
         if args.stop_after and step >= args.stop_after:
             bar.close()
             return run.out / 'last.pt'
-        batch = to_device(batch, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr)
         raw = model.interpreter.forward_raw(batch['heatmaps'])
@@ -344,10 +344,10 @@ def evaluate_keypoints(model: INN3D, crops: CropSampler, val: dict, batch: int =
     model.eval()
     n = len(val['image'])
     kp_all, gt_all, vis_all, size_all = [], [], [], []
+    device = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, n, batch):
             b = crops.batch(sample_rows(val, range(i, min(n, i + batch))))
-            device = next(model.parameters()).device
             hm = model.heatmaps(torch.from_numpy(b['input']).to(device)).cpu().numpy()
             kp, _ = crops.codec.decode(hm)
             kp_all.append(kp)
@@ -391,15 +391,12 @@ def train_keypoints(args: argparse.Namespace) -> Path:
         return {'input': torch.from_numpy(b['input']),
                 'heatmaps': torch.from_numpy(b['heatmaps'])}
 
-    batches = step_batches(make, step, args.steps, args.workers, device)
-    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
-               desc='keypoints')
+    bar = step_bar(make, step, args, device, 'keypoints')
     t0 = time.time()
     for step, b in bar:
         if args.stop_after and step >= args.stop_after:
             bar.close()
             return run.out / 'last.pt'
-        b = to_device(b, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=100)
         hm = model.heatmaps(b['input'])
@@ -461,15 +458,12 @@ def finetune(args: argparse.Namespace) -> Path:
                 'alpha': torch.from_numpy(np.stack([r['structure'] for r in rows])),
                 'synthetic': to_torch(sampler.sample(args.synthetic_batch))}
 
-    batches = step_batches(make, step, args.steps, args.workers, device)
-    bar = tqdm(zip(range(step, args.steps), batches), initial=step, total=args.steps,
-               desc='finetune')
+    bar = step_bar(make, step, args, device, 'finetune')
     t0 = time.time()
     for step, b in bar:
         if args.stop_after and step >= args.stop_after:
             bar.close()
             return run.out / 'last.pt'
-        b = to_device(b, device)
         for group in opt.param_groups:
             group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=50)
         hm, structure, rotation, translation, focal = model(b['input'])
