@@ -19,6 +19,7 @@ from perception_3dinn.models import (
     save_checkpoint,
     structure_from_alpha,
 )
+from perception_3dinn.models.interpreter import normalised_coordinates
 
 N, K = 10, 4
 
@@ -175,7 +176,8 @@ def test_add_refine_starts_as_the_identity_and_trains(tmp_path):
         torch.testing.assert_close(loaded.heatmaps(x), m.heatmaps(x))
 
 
-def test_onnx_export_parity(tmp_path, model):
+def _onnx_parity(tmp_path, model):
+    """Export ``model`` (64 px input) to ONNX and compare ONNX Runtime with eager torch."""
     ort = pytest.importorskip('onnxruntime')
     path = tmp_path / 'm.onnx'
     x = torch.randn(2, 3, 64, 64)
@@ -191,3 +193,51 @@ def test_onnx_export_parity(tmp_path, model):
     assert [o.name for o in sess.get_outputs()] == list(OUTPUT_NAMES)
     for o, r in zip(outs, ref):
         np.testing.assert_allclose(o, r.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_export_parity(tmp_path, model):
+    _onnx_parity(tmp_path, model)
+
+
+def test_normalised_coordinates_against_numpy():
+    rng = np.random.default_rng(5)
+    coords = rng.uniform(-1, 1, (4, N, 3))
+    coords[..., 2] = rng.uniform(-0.1, 1.0, (4, N))     # peaks, some below zero
+    out = normalised_coordinates(torch.from_numpy(coords)).numpy()
+    xy, peak = coords[..., :2], coords[..., 2]
+    for b in range(4):
+        w = np.maximum(peak[b], 0.0) + 1e-3
+        centre = (w[:, None] * xy[b]).sum(0) / w.sum()
+        spread = np.sqrt((w * ((xy[b] - centre) ** 2).sum(1)).sum() / w.sum() + 1e-6)
+        ref = np.concatenate([((xy[b] - centre) / spread).ravel(), peak[b], centre,
+                              [np.log(spread)]])
+        np.testing.assert_allclose(out[b], ref, rtol=1e-10, atol=1e-12)
+    # moving and scaling the keypoints leaves the normalised shape as it was
+    moved = coords.copy()
+    moved[..., :2] = 0.5 * moved[..., :2] + np.array([0.2, -0.3])
+    out2 = normalised_coordinates(torch.from_numpy(moved)).numpy()
+    np.testing.assert_allclose(out2[:, :2 * N], out[:, :2 * N], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out2[:, -1], out[:, -1] + np.log(0.5), rtol=0, atol=1e-5)
+
+
+def test_coordinate_branch_roundtrips_and_exports(tmp_path):
+    torch.manual_seed(2)
+    cfg = make_config('chair', N, [0.1] * K, input_size=64, hidden=(64,),
+                      coord_hidden=(32, 16))
+    assert INNConfig.from_dict(cfg.to_dict()) == cfg
+    m = INN3D(cfg, _bases().float()).eval()
+    assert m.interpreter.coord is not None
+    assert m.interpreter.fc[0].in_features == 64 * 4 * 4 + 3 * N + 16
+    # configs written before the branch existed load as models without it
+    old = cfg.to_dict()
+    del old['interpreter']['coord_hidden']
+    assert INNConfig.from_dict(old).interpreter.coord_hidden == ()
+    category = {'name': 'chair', 'keypoint_names': [f'k{i}' for i in range(N)],
+                'edges': [[0, 1]], 'bases': m.projection.bases.double().tolist(),
+                'alpha_std': [0.1] * K, 'size_prior_m': 1.0}
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / 'c.pt', m, category))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(m(x), loaded(x)):
+            torch.testing.assert_close(a, b)
+    _onnx_parity(tmp_path, m)

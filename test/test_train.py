@@ -46,6 +46,21 @@ def test_interpreter_stage_runs_and_resumes(tmp_path):
     assert all(moved)
 
 
+def test_interpreter_widths_from_the_command_line(tmp_path):
+    torch.set_num_threads(1)
+    train.main(ARGS + ['--out', str(tmp_path / 'w'), '--hidden', '64,32',
+                       '--coord-hidden', '48'])
+    model, _ = load_checkpoint(tmp_path / 'w' / 'model.pt')
+    cfg = model.config.interpreter
+    assert cfg.hidden == (64, 32) and cfg.coord_hidden == (48,)
+    assert [m.out_features for m in model.interpreter.fc if hasattr(m, 'out_features')] \
+        == [64, 32]
+    assert model.interpreter.coord[0].out_features == 48
+    for bad in ('64,x', '0'):
+        with pytest.raises(SystemExit):
+            train.main(ARGS + ['--out', str(tmp_path / 'bad'), '--hidden', bad])
+
+
 def test_interpreter_loss_is_zero_at_ground_truth():
     """Raw outputs equal to the targets give (near) zero loss except the perturbation."""
     from training.losses import interpreter_loss, interpreter_targets
@@ -142,6 +157,40 @@ def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
     for key, value in merged.state_dict().items():
         if key.startswith(('keypoint_net', 'refine')):
             torch.testing.assert_close(value, wr[key], rtol=0, atol=0)
+
+
+def test_finetune_with_frozen_keypoints(tmp_path, tiny_dataset):
+    """Only the interpreter trains; the keypoint net is bit-identical; resumable exactly."""
+    torch.set_num_threads(1)
+    common = ['--steps', '4', '--eval-every', '2', '--batch', '4', '--log-every', '1']
+    train.main(['keypoints', '--data', str(tiny_dataset), '--out', str(tmp_path / 'k'),
+                '--val-size', '4', '--refine'] + common)
+    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
+    args = ['finetune', '--data', str(tiny_dataset), '--keypoints',
+            str(tmp_path / 'k' / 'model.pt'), '--interpreter', str(tmp_path / 'i' / 'model.pt'),
+            '--synthetic-batch', '4', '--w-structure', '5', '--frozen-keypoints',
+            '--passes', '2'] + common
+    train.main(args + ['--out', str(tmp_path / 'f')])
+    wk, _ = _weights(tmp_path / 'k' / 'model.pt')
+    wi, _ = _weights(tmp_path / 'i' / 'model.pt')
+    wf, payload = _weights(tmp_path / 'f' / 'model.pt')
+    assert payload['stage'] == 'finetune' and payload['extra']['frozen_keypoints']
+    for key in wf:
+        if key.startswith(('keypoint_net', 'refine')):
+            assert torch.equal(wf[key], wk[key]), key
+    assert any(not torch.equal(wf[k], wi[k]) for k in wf if k.startswith('interpreter.'))
+    logs = [r for r in map(json.loads, (tmp_path / 'f' / 'log.jsonl').read_text()
+                           .splitlines()) if r['kind'] == 'train']
+    assert len(logs) == 4 and all(r['structure'] > 0 and r['heatmap'] == 0 for r in logs)
+    # interrupted after 2 steps and resumed: the same weights as the straight run
+    train.main(args + ['--out', str(tmp_path / 'g'), '--stop-after', '2'])
+    train.main(args + ['--out', str(tmp_path / 'g'), '--resume'])
+    wg, _ = _weights(tmp_path / 'g' / 'model.pt')
+    for key in wf:
+        torch.testing.assert_close(wg[key], wf[key], rtol=0, atol=1e-6)
+    with pytest.raises(SystemExit, match='passes'):
+        train.main(args[:-len(common)] + ['--passes', '0', '--out', str(tmp_path / 'h')]
+                   + common)
 
 
 def test_worker_processes_give_the_same_training(tmp_path, tiny_dataset):

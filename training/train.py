@@ -63,11 +63,12 @@ def to_torch(batch: dict, keys: tuple | None = None) -> dict:
 
 
 def build_model(category: Category, input_size: int = 128, refine: bool = False,
-                sampler: SamplerConfig | None = None) -> INN3D:
-    """A fresh INN3D for ``category`` with output normalisation matched to the sampler."""
+                sampler: SamplerConfig | None = None, **interpreter_kwargs) -> INN3D:
+    """A fresh INN3D for ``category`` with output normalisation matched to the sampler;
+    ``interpreter_kwargs`` override :class:`InterpreterConfig` fields (``hidden``, ...)."""
     stats = sampler_statistics(category, sampler or SamplerConfig(input_size=input_size))
     cfg = make_config(category.name, category.num_keypoints, category.alpha_std,
-                      input_size=input_size, refine=refine, **stats)
+                      input_size=input_size, refine=refine, **stats, **interpreter_kwargs)
     return INN3D(cfg, torch.tensor(category.bases, dtype=torch.float32))
 
 
@@ -182,16 +183,30 @@ def _as_is(batch: dict) -> dict:
 
 
 def step_bar(make: Callable[[int], dict], start: int, args: argparse.Namespace,
-             device: torch.device, desc: str) -> tqdm:
-    """Progress bar over ``(step, batch on device)`` for steps ``start .. args.steps - 1``;
-    the batches are made in ``args.workers`` processes (0: in this one), pinned for a fast
-    copy to a GPU."""
+             device: torch.device, desc: str, opt: torch.optim.Optimizer,
+             warmup: int) -> tqdm:
+    """Progress bar over ``(step, batch on device)`` for steps ``start .. args.steps - 1``,
+    or up to ``args.stop_after`` (see :func:`stopped_early`); sets the learning rate of each
+    step (:func:`cosine_lr` over ``args.steps``) before yielding it. The batches are made in
+    ``args.workers`` processes (0: in this one), pinned for a fast copy to a GPU."""
+    stop = min(args.steps, args.stop_after) if args.stop_after else args.steps
     batches = torch.utils.data.DataLoader(
-        StepBatches(make, start, args.steps), batch_size=None, shuffle=False,
+        StepBatches(make, start, stop), batch_size=None, shuffle=False,
         num_workers=args.workers, collate_fn=_as_is, pin_memory=device.type == 'cuda',
         prefetch_factor=4 if args.workers else None, persistent_workers=False)
-    steps = ((step, to_device(b, device)) for step, b in zip(range(start, args.steps), batches))
-    return tqdm(steps, initial=start, total=args.steps, desc=desc)
+
+    def steps():
+        for step, b in zip(range(start, stop), batches):
+            for group in opt.param_groups:
+                group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=warmup)
+            yield step, to_device(b, device)
+
+    return tqdm(steps(), initial=start, total=args.steps, desc=desc)
+
+
+def stopped_early(args: argparse.Namespace) -> bool:
+    """True when ``--stop-after`` ended the run before ``--steps`` (resume it later)."""
+    return bool(args.stop_after) and args.stop_after < args.steps
 
 
 # -- stage 2: interpreter on synthetic heatmaps -------------------------------------------
@@ -223,7 +238,8 @@ def train_interpreter(args: argparse.Namespace) -> Path:
     if args.init:
         model, _ = load_checkpoint(args.init)
     else:
-        model = build_model(category, args.input_size, args.refine, sconf)
+        model = build_model(category, args.input_size, args.refine, sconf,
+                            hidden=args.hidden, coord_hidden=args.coord_hidden)
     device = pick_device(args.device)
     model.to(device).train()
     params = list(model.interpreter.parameters())
@@ -237,14 +253,9 @@ def train_interpreter(args: argparse.Namespace) -> Path:
         sampler.rng = np.random.default_rng([args.seed, step])
         return to_torch(sampler.sample(args.batch))
 
-    bar = step_bar(make, step, args, device, 'interpreter')
+    bar = step_bar(make, step, args, device, 'interpreter', opt, warmup=200)
     t0 = time.time()
     for step, batch in bar:
-        if args.stop_after and step >= args.stop_after:
-            bar.close()
-            return run.out / 'last.pt'
-        for group in opt.param_groups:
-            group['lr'] = cosine_lr(step, args.steps, args.lr)
         raw = model.interpreter.forward_raw(batch['heatmaps'])
         loss, terms = interpreter_loss(model.interpreter, raw, batch, bases)
         opt.zero_grad(set_to_none=True)
@@ -254,6 +265,8 @@ def train_interpreter(args: argparse.Namespace) -> Path:
         end_of_step(run, bar, args, step, t0, model, category, 'interpreter', opt,
                     {'loss': loss.item(), **terms}, {'loss': f'{loss.item():.3f}'},
                     lambda: evaluate_interpreter(model, category, val))
+    if stopped_early(args):
+        return run.out / 'last.pt'
     res = evaluate_interpreter(model, category, val)
     return finish(run, model, category, 'interpreter', args.steps, res)
 
@@ -391,14 +404,9 @@ def train_keypoints(args: argparse.Namespace) -> Path:
         return {'input': torch.from_numpy(b['input']),
                 'heatmaps': torch.from_numpy(b['heatmaps'])}
 
-    bar = step_bar(make, step, args, device, 'keypoints')
+    bar = step_bar(make, step, args, device, 'keypoints', opt, warmup=100)
     t0 = time.time()
     for step, b in bar:
-        if args.stop_after and step >= args.stop_after:
-            bar.close()
-            return run.out / 'last.pt'
-        for group in opt.param_groups:
-            group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=100)
         hm = model.heatmaps(b['input'])
         loss = heatmap_loss(hm, b['heatmaps'])
         opt.zero_grad(set_to_none=True)
@@ -407,6 +415,8 @@ def train_keypoints(args: argparse.Namespace) -> Path:
         end_of_step(run, bar, args, step, t0, model, category, 'keypoints', opt,
                     {'loss': loss.item()}, {'loss': f'{loss.item():.3f}'},
                     lambda: evaluate_keypoints(model, crops, val))
+    if stopped_early(args):
+        return run.out / 'last.pt'
     res = evaluate_keypoints(model, crops, val)
     return finish(run, model, category, 'keypoints', args.steps, res,
                   {'pad': args.pad, 'data': str(args.data)})
@@ -432,6 +442,8 @@ def finetune(args: argparse.Namespace) -> Path:
     """Stage 3: image -> heatmaps -> interpreter -> projection layer, supervised by 2D
     keypoints only, mixed with synthetic 3D batches (interpreter loss on the heatmap
     sampler) so that shapes stay plausible; a heatmap loss keeps the keypoint net sharp."""
+    if args.frozen_keypoints:
+        return finetune_interpreter(args)
     category = load_category(args.category)
     run = Run(args.out, 'finetune')
     model = merge_stages(args.keypoints, args.interpreter)
@@ -458,14 +470,9 @@ def finetune(args: argparse.Namespace) -> Path:
                 'alpha': torch.from_numpy(np.stack([r['structure'] for r in rows])),
                 'synthetic': to_torch(sampler.sample(args.synthetic_batch))}
 
-    bar = step_bar(make, step, args, device, 'finetune')
+    bar = step_bar(make, step, args, device, 'finetune', opt, warmup=50)
     t0 = time.time()
     for step, b in bar:
-        if args.stop_after and step >= args.stop_after:
-            bar.close()
-            return run.out / 'last.pt'
-        for group in opt.param_groups:
-            group['lr'] = cosine_lr(step, args.steps, args.lr, warmup=50)
         hm, structure, rotation, translation, focal = model(b['input'])
         proj = model.project(structure, rotation, translation, focal)
         l_2d = reprojection_loss(proj, b['keypoints'], b['labelled'], cfg.input_size)
@@ -486,12 +493,121 @@ def finetune(args: argparse.Namespace) -> Path:
                     {'loss': loss.item(), 'reprojection': l_2d.item(), 'heatmap': l_hm.item(),
                      'synthetic': l_syn.item(), 'structure': l_shape.item()},
                     {'loss': f'{loss.item():.3f}', 'rep': f'{l_2d.item():.4f}'})
+    return finetune_done(run, model, category, args)
+
+
+def finetune_done(run: Run, model: INN3D, category: Category, args: argparse.Namespace,
+                  **extra) -> Path:
+    """End of stage 3: ``last.pt`` when stopped early, else :func:`finish` with the run's
+    inputs (and ``extra``) recorded in the checkpoint."""
+    if stopped_early(args):
+        return run.out / 'last.pt'
     return finish(run, model, category, 'finetune', args.steps, {},
                   {'pad': args.pad, 'data': str(args.data), 'keypoints': args.keypoints,
-                   'interpreter': args.interpreter})
+                   'interpreter': args.interpreter, **extra})
+
+
+def heatmap_bank(model: INN3D, crops: CropSampler, data: dict, passes: int, seed: int,
+                 batch: int = 128) -> dict:
+    """The keypoint net's heatmaps of ``passes`` augmented crops of every image, with the
+    crops' 2D labels and the images' 3D shape (float16 heatmaps, on the model's device).
+
+    Each pass crops every image once with its own augmentation (``rng = (seed, pass)``), so
+    the bank is a function of the seed and the data alone.
+    """
+    device = next(model.parameters()).device
+    n = len(data['image'])
+    out: dict[str, list] = {'heatmaps': [], 'keypoints': [], 'labelled': [], 'alpha': []}
+    model.eval()
+    with torch.no_grad():
+        for p in range(passes):
+            rng = np.random.default_rng([seed, 7919, p])
+            for i in tqdm(range(0, n, batch), desc=f'heatmaps, pass {p + 1}/{passes}',
+                          leave=False):
+                rows = sample_rows(data, range(i, min(n, i + batch)))
+                b = crops.batch(rows, rng)
+                hm = model.heatmaps(torch.from_numpy(b['input']).to(device))
+                out['heatmaps'].append(hm.half())
+                out['keypoints'].append(torch.from_numpy(b['keypoints']).float().to(device))
+                out['labelled'].append(torch.from_numpy(b['labelled']).to(device))
+                alpha = np.stack([r['structure'] for r in rows]).astype(np.float32)
+                out['alpha'].append(torch.from_numpy(alpha).to(device))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def finetune_interpreter(args: argparse.Namespace) -> Path:
+    """Stage 3 with the keypoint net frozen (``finetune --frozen-keypoints``).
+
+    The keypoint net's heatmaps of ``--passes`` augmented crops of every training image are
+    computed once; the interpreter alone then trains on them (2D reprojection through the
+    projection layer, and the images' own shape with ``--w-structure``), mixed with
+    synthetic 3D batches. The keypoint net and its accuracy stay exactly as they were, and
+    a step costs only the interpreter, so many more steps fit in the same time. Best with
+    images the keypoint net never trained on: their heatmaps are as good as at test time.
+    """
+    if args.passes < 1:
+        raise SystemExit('--passes must be at least 1')
+    category = load_category(args.category)
+    run = Run(args.out, 'finetune')
+    model = merge_stages(args.keypoints, args.interpreter)
+    device = pick_device(args.device)
+    model.to(device)
+    cfg = model.config
+    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
+    bank = heatmap_bank(model, crops, load_images(args.data, limit=args.limit), args.passes,
+                        args.seed)
+    m = len(bank['heatmaps'])
+    sampler = HeatmapSampler(category, SamplerConfig(input_size=cfg.input_size), args.seed)
+    params = list(model.interpreter.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    step = resume(run, model, opt, args.resume)
+    model.interpreter.train()
+    bases = model.projection.bases
+
+    def make(step: int) -> dict:
+        idx = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, m, args.batch))
+        sampler.rng = np.random.default_rng([args.seed, step, 1])
+        return {'index': idx, 'synthetic': to_torch(sampler.sample(args.synthetic_batch))}
+
+    bar = step_bar(make, step, args, device, 'finetune (frozen keypoints)', opt, warmup=50)
+    t0 = time.time()
+    for step, b in bar:
+        idx = b['index'].to(bank['heatmaps'].device)
+        structure, rotation, translation, focal = model.interpreter(bank['heatmaps'][idx].float())
+        proj = model.project(structure, rotation, translation, focal)
+        l_2d = reprojection_loss(proj, bank['keypoints'][idx], bank['labelled'][idx],
+                                 cfg.input_size)
+        syn = b['synthetic']
+        l_syn, _ = interpreter_loss(model.interpreter,
+                                    model.interpreter.forward_raw(syn['heatmaps']), syn, bases)
+        l_shape = structure_loss(structure, bank['alpha'][idx], model.interpreter.alpha_std,
+                                 bases)
+        loss = args.w_2d * l_2d + args.w_synthetic * l_syn + args.w_structure * l_shape
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        end_of_step(run, bar, args, step, t0, model, category, 'finetune', opt,
+                    {'loss': loss.item(), 'reprojection': l_2d.item(), 'heatmap': 0.0,
+                     'synthetic': l_syn.item(), 'structure': l_shape.item()},
+                    {'loss': f'{loss.item():.3f}', 'rep': f'{l_2d.item():.4f}'})
+    return finetune_done(run, model, category, args, frozen_keypoints=True,
+                         passes=args.passes)
 
 
 # -- CLI ----------------------------------------------------------------------------------
+
+def widths(text: str) -> tuple:
+    """``'512,512'`` -> ``(512, 512)``; ``''`` -> ``()``."""
+    try:
+        out = tuple(int(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected comma-separated integers, got {text!r}') from None
+    if any(v <= 0 for v in out):
+        raise argparse.ArgumentTypeError(f'widths must be positive, got {text!r}')
+    return out
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m training.train', description=__doc__,
@@ -523,6 +639,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument('--init', default='', help='start from this checkpoint')
     sp.add_argument('--refine', action='store_true', help='model with refinement bottleneck')
     sp.add_argument('--val-size', type=int, default=1000, help='validation samples')
+    sp.add_argument('--hidden', type=widths, default=(256, 256),
+                    help='widths of the fully connected layers, e.g. 1024,1024 (new models)')
+    sp.add_argument('--coord-hidden', type=widths, default=(),
+                    help='widths of the coordinate branch (empty: none; new models)')
 
     sp = sub.add_parser('keypoints', help='stage 1: keypoint net on rendered images')
     common(sp, 3000, 32, 2e-3)
@@ -553,6 +673,12 @@ def parser() -> argparse.ArgumentParser:
                          "0 = the paper's stage 3 (2D labels only)")
     sp.add_argument('--w-synthetic', type=float, default=1.0,
                     help='weight of the synthetic 3D interpreter loss')
+    sp.add_argument('--frozen-keypoints', action='store_true',
+                    help='train the interpreter alone, on heatmaps of the frozen keypoint '
+                         'net computed once for --passes augmented crops of every image '
+                         '(no heatmap loss; the keypoint net stays as it is)')
+    sp.add_argument('--passes', type=int, default=2,
+                    help='augmented crops per image with --frozen-keypoints')
     return p
 
 

@@ -53,8 +53,9 @@ class INNConfig:
         d['keypoint'] = KeypointNetConfig(**d['keypoint'])
         d['refine'] = RefineConfig(**d['refine']) if d.get('refine') else None
         icfg = dict(d['interpreter'])
-        for key in ('conv_channels', 'hidden', 'alpha_std'):
-            icfg[key] = tuple(icfg[key])
+        for key in ('conv_channels', 'hidden', 'coord_hidden', 'alpha_std'):
+            if key in icfg:
+                icfg[key] = tuple(icfg[key])
         d['interpreter'] = InterpreterConfig(**icfg)
         return cls(**d)
 

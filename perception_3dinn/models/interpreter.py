@@ -3,7 +3,10 @@
 A small conv encoder over the heatmaps (robust to several hypotheses per keypoint, as the
 paper argues for heatmaps over coordinates) plus a soft-argmax summary (expected location and
 peak value of each heatmap), followed by fully connected layers (the paper uses
-2048-512-128-|S|; a smaller 256-256 head is as accurate here, see docs/models/chair.md).
+2048-512-128-|S|; the default here is a smaller 256-256 head, see docs/models/chair.md).
+Optionally (``coord_hidden``) a coordinate branch, an MLP over the soft-argmax keypoints with
+their position and size normalised away (:func:`normalised_coordinates`), adds its features
+to the fully connected layers' input.
 
 Outputs are decoded inside the graph so that the ONNX contract holds:
 
@@ -33,6 +36,7 @@ class InterpreterConfig:
     input_size: int = 128
     conv_channels: tuple = (32, 48, 64)
     hidden: tuple = (256, 256)
+    coord_hidden: tuple = ()
     soft_argmax_beta: float = 20.0
     alpha_std: tuple = field(default_factory=lambda: (1.0, 1.0, 1.0, 1.0))
     log_focal_mean: float = 5.5
@@ -62,6 +66,30 @@ def soft_argmax(heatmaps: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.stack([ex, ey, peak], dim=-1)
 
 
+def normalised_coordinates(coords: torch.Tensor) -> torch.Tensor:
+    """Soft-argmax coordinates in a frame fixed by the keypoints themselves.
+
+    The x, y of :func:`soft_argmax` minus their peak-weighted centroid, divided by their
+    peak-weighted RMS spread: the projected shape with its position and size removed (what
+    the structure and rotation depend on), followed by the peaks, the centroid and the log
+    spread (what the translation and scale depend on).
+
+    Args:
+        coords: (B, N, 3) from :func:`soft_argmax`.
+
+    Returns:
+        (B, 3 N + 3).
+    """
+    xy, peak = coords[..., :2], coords[..., 2:]
+    w = peak.clamp(min=0.0) + 1e-3
+    centre = (w * xy).sum(1, keepdim=True) / w.sum(1, keepdim=True)
+    spread = torch.sqrt((w * (xy - centre) ** 2).sum((1, 2), keepdim=True) /
+                        w.sum(1, keepdim=True) + 1e-6)
+    rel = (xy - centre) / spread
+    return torch.cat([rel.flatten(1), peak.flatten(1), centre.flatten(1),
+                      torch.log(spread).flatten(1)], dim=1)
+
+
 class Interpreter(nn.Module):
     """Heatmaps ``(B, N, h, w)`` -> structure (B, K), rotation (B, 3, 3), translation (B, 3),
     focal (B,)."""
@@ -78,8 +106,16 @@ class Interpreter(nn.Module):
             layers += [nn.Conv2d(cin, c, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
             cin, size = c, (size if stride == 1 else (size + 1) // 2)
         self.encoder = nn.Sequential(*layers, nn.Flatten())
-        fc: list[nn.Module] = []
         width = cin * size * size + 3 * config.num_keypoints
+        coord: list[nn.Module] = []
+        cwidth = 3 * config.num_keypoints + 3
+        for hdim in config.coord_hidden:
+            coord += [nn.Linear(cwidth, hdim), nn.ReLU(inplace=True)]
+            cwidth = hdim
+        self.coord = nn.Sequential(*coord) if coord else None
+        if coord:
+            width += cwidth
+        fc: list[nn.Module] = []
         for hdim in config.hidden:
             fc += [nn.Linear(width, hdim), nn.ReLU(inplace=True)]
             width = hdim
@@ -99,10 +135,11 @@ class Interpreter(nn.Module):
 
     def forward_raw(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """``(B, N, h, w)`` -> unnormalised outputs ``(B, 10 + K)``."""
-        feats = torch.cat([self.encoder(heatmaps),
-                           soft_argmax(heatmaps, self.config.soft_argmax_beta).flatten(1)],
-                          dim=1)
-        return self.out(self.fc(feats))
+        coords = soft_argmax(heatmaps, self.config.soft_argmax_beta)
+        parts = [self.encoder(heatmaps), coords.flatten(1)]
+        if self.coord is not None:
+            parts.append(self.coord(normalised_coordinates(coords)))
+        return self.out(self.fc(torch.cat(parts, dim=1)))
 
     def decode(self, raw: torch.Tensor) -> tuple:
         """Raw ``(B, 10 + K)`` -> (structure (B, K), rotation (B, 3, 3), translation (B, 3),
