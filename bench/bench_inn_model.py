@@ -26,13 +26,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 VARIANTS = [
-    # name, input size, keypoint channels, refine
-    ('96 px, 32 ch', 96, 32, False),
-    ('128 px, 24 ch', 128, 24, False),
-    ('128 px, 32 ch', 128, 32, False),
-    ('128 px, 32 ch + refine (default)', 128, 32, True),
-    ('128 px, 48 ch', 128, 48, False),
-    ('160 px, 32 ch', 160, 32, False),
+    # name, input size, keypoint channels, refine, interpreter config fields
+    ('96 px, 32 ch', 96, 32, False, {}),
+    ('128 px, 24 ch', 128, 24, False, {}),
+    ('128 px, 32 ch', 128, 32, False, {}),
+    ('128 px, 32 ch + refine (default)', 128, 32, True, {}),
+    ('128 px, 32 ch + refine, interpreter FC 1024-1024', 128, 32, True,
+     {'hidden': (1024, 1024)}),
+    ('128 px, 32 ch + refine, interpreter FC 512-512 + coordinate branch 512-512', 128, 32,
+     True, {'hidden': (512, 512), 'coord_hidden': (512, 512)}),
+    ('128 px, 48 ch', 128, 48, False, {}),
+    ('160 px, 32 ch', 160, 32, False, {}),
 ]
 
 
@@ -100,12 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     cat = load_category('chair')
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, size, ch, refine in tqdm(VARIANTS, desc='variants'):
+        for i, (name, size, ch, refine, interp) in enumerate(tqdm(VARIANTS, desc='variants')):
             cfg = make_config('chair', cat.num_keypoints, cat.alpha_std, input_size=size,
-                              refine=refine)
+                              refine=refine, **interp)
             cfg.keypoint.channels = ch
             model = INN3D(cfg, torch.tensor(cat.bases, dtype=torch.float32)).eval()
-            path = Path(tmp) / f'{size}_{ch}_{refine}.onnx'
+            path = Path(tmp) / f'variant{i}.onnx'
             torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path),
                               input_names=['image'], output_names=list(OUTPUT_NAMES),
                               dynamic_axes={n: {0: 'B'} for n in ('image', *OUTPUT_NAMES)},
@@ -113,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
             kp_params = sum(p.numel() for p in model.keypoint_net.parameters())
             rows.append({
                 'variant': name, 'input_size': size, 'channels': ch, 'refine': refine,
+                'interpreter': {k: list(v) for k, v in interp.items()},
                 'params_total': sum(p.numel() for p in model.parameters()),
                 'params_keypoint_net': kp_params,
+                'params_interpreter': sum(p.numel() for p in model.interpreter.parameters()),
                 'mmac_per_crop': round(count_macs(model, size) / 1e6, 1),
                 'ms_per_crop_b1': round(time_onnx(path, size, 1, args.threads, args.runs), 3),
                 'ms_per_crop_b8': round(time_onnx(path, size, 8, args.threads,
