@@ -159,6 +159,27 @@ def test_keypoints_and_finetune_stages(tmp_path, tiny_dataset):
             torch.testing.assert_close(value, wr[key], rtol=0, atol=0)
 
 
+def test_keypoints_and_joint_finetune_resume_exactly(tmp_path, tiny_dataset):
+    """--stop-after then --resume gives the straight run's weights in stages 1 and 3."""
+    torch.set_num_threads(1)
+    common = ['--steps', '4', '--eval-every', '2', '--batch', '4', '--log-every', '1']
+    train.main(['interpreter', '--out', str(tmp_path / 'i'), '--val-size', '8'] + common)
+    kp = ['keypoints', '--data', str(tiny_dataset), '--val-size', '4'] + common
+    train.main(kp + ['--out', str(tmp_path / 'k')])
+    ft = ['finetune', '--data', str(tiny_dataset), '--keypoints', str(tmp_path / 'k' / 'model.pt'),
+          '--interpreter', str(tmp_path / 'i' / 'model.pt'), '--synthetic-batch', '4'] + common
+    train.main(ft + ['--out', str(tmp_path / 'f')])
+    for args, name in ((kp, 'k'), (ft, 'f')):
+        out = str(tmp_path / f'{name}2')
+        train.main(args + ['--out', out, '--stop-after', '2'])
+        assert not (tmp_path / f'{name}2' / 'model.pt').exists()
+        train.main(args + ['--out', out, '--resume'])
+        straight, _ = _weights(tmp_path / name / 'model.pt')
+        resumed, _ = _weights(tmp_path / f'{name}2' / 'model.pt')
+        for key in straight:
+            torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
+
+
 def test_finetune_with_frozen_keypoints(tmp_path, tiny_dataset):
     """Only the interpreter trains; the keypoint net is bit-identical; resumable exactly."""
     torch.set_num_threads(1)
