@@ -6,6 +6,10 @@
         --interpreter runs/interpreter/model.pt --data datasets/chair_train_128 \
         --out runs/finetune
 
+``interpreter --hidden 1024,1024 [--coord-hidden 512,512]`` sets the interpreter's widths;
+``finetune --frozen-keypoints`` trains the interpreter alone on the frozen keypoint net's
+heatmaps (computed once for ``--passes`` augmented crops of every image).
+
 Every stage is seeded (each step's batch comes from a generator seeded by (seed, step), so a
 resumed run sees the same data), resumable (``--resume`` continues from ``<out>/last.pt``),
 shows a tqdm bar, writes ``<out>/log.jsonl``, ``<out>/loss.png`` and a checkpoint
