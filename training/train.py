@@ -448,13 +448,9 @@ def finetune(args: argparse.Namespace) -> Path:
     sampler) so that shapes stay plausible; a heatmap loss keeps the keypoint net sharp."""
     if args.frozen_keypoints:
         return finetune_interpreter(args)
-    category = load_category(args.category)
-    run = Run(args.out, 'finetune')
-    model = merge_stages(args.keypoints, args.interpreter)
-    device = pick_device(args.device)
-    model.to(device).train()
+    category, run, model, device, crops = finetune_start(args)
+    model.train()
     cfg = model.config
-    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
     train = load_images(args.data, limit=args.limit)
     n = len(train['image'])
     sampler = HeatmapSampler(category, SamplerConfig(input_size=cfg.input_size), args.seed)
@@ -498,6 +494,19 @@ def finetune(args: argparse.Namespace) -> Path:
                      'synthetic': l_syn.item(), 'structure': l_shape.item()},
                     {'loss': f'{loss.item():.3f}', 'rep': f'{l_2d.item():.4f}'})
     return finetune_done(run, model, category, args)
+
+
+def finetune_start(args: argparse.Namespace) -> tuple:
+    """Start of stage 3: (category, run folder, the two stages merged on the device, device,
+    crop sampler)."""
+    category = load_category(args.category)
+    run = Run(args.out, 'finetune')
+    model = merge_stages(args.keypoints, args.interpreter)
+    device = pick_device(args.device)
+    model.to(device)
+    cfg = model.config
+    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
+    return category, run, model, device, crops
 
 
 def finetune_done(run: Run, model: INN3D, category: Category, args: argparse.Namespace,
@@ -551,13 +560,8 @@ def finetune_interpreter(args: argparse.Namespace) -> Path:
     """
     if args.passes < 1:
         raise SystemExit('--passes must be at least 1')
-    category = load_category(args.category)
-    run = Run(args.out, 'finetune')
-    model = merge_stages(args.keypoints, args.interpreter)
-    device = pick_device(args.device)
-    model.to(device)
+    category, run, model, device, crops = finetune_start(args)
     cfg = model.config
-    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
     bank = heatmap_bank(model, crops, load_images(args.data, limit=args.limit), args.passes,
                         args.seed)
     m = len(bank['heatmaps'])
