@@ -59,6 +59,10 @@ def test_interpreter_widths_from_the_command_line(tmp_path):
     for bad in ('64,x', '0'):
         with pytest.raises(SystemExit):
             train.main(ARGS + ['--out', str(tmp_path / 'bad'), '--hidden', bad])
+    # a checkpoint keeps its widths: asking for others with --init is refused, not ignored
+    with pytest.raises(SystemExit, match='--init'):
+        train.main(ARGS + ['--out', str(tmp_path / 'init'), '--hidden', '128',
+                           '--init', str(tmp_path / 'w' / 'model.pt')])
 
 
 def test_interpreter_loss_is_zero_at_ground_truth():

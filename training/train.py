@@ -239,11 +239,15 @@ def train_interpreter(args: argparse.Namespace) -> Path:
     category = load_category(args.category)
     run = Run(args.out, 'interpreter')
     sconf = SamplerConfig(input_size=args.input_size)
+    widths_given = {k: v for k, v in (('hidden', args.hidden),
+                                      ('coord_hidden', args.coord_hidden)) if v is not None}
     if args.init:
+        if widths_given:
+            raise SystemExit('--hidden/--coord-hidden set the widths of a new interpreter; '
+                             'with --init the checkpoint keeps its own')
         model, _ = load_checkpoint(args.init)
     else:
-        model = build_model(category, args.input_size, args.refine, sconf,
-                            hidden=args.hidden, coord_hidden=args.coord_hidden)
+        model = build_model(category, args.input_size, args.refine, sconf, **widths_given)
     device = pick_device(args.device)
     model.to(device).train()
     params = list(model.interpreter.parameters())
@@ -647,10 +651,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument('--init', default='', help='start from this checkpoint')
     sp.add_argument('--refine', action='store_true', help='model with refinement bottleneck')
     sp.add_argument('--val-size', type=int, default=1000, help='validation samples')
-    sp.add_argument('--hidden', type=widths, default=(256, 256),
-                    help='widths of the fully connected layers, e.g. 1024,1024 (new models)')
-    sp.add_argument('--coord-hidden', type=widths, default=(),
-                    help='widths of the coordinate branch (empty: none; new models)')
+    sp.add_argument('--hidden', type=widths, default=None,
+                    help='widths of the fully connected layers, e.g. 1024,1024 (new models; '
+                         'default 256,256)')
+    sp.add_argument('--coord-hidden', type=widths, default=None,
+                    help='widths of the coordinate branch, e.g. 512,512 (new models; '
+                         'default: none)')
 
     sp = sub.add_parser('keypoints', help='stage 1: keypoint net on rendered images')
     common(sp, 3000, 32, 2e-3)
