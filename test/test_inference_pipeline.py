@@ -290,3 +290,30 @@ def test_region_crop_equals_full_image_crop(box):
     # warpAffine's fixed-point (1/32 px) source coordinates may round differently when the
     # image origin moves by whole pixels: at most 1 grey level, rarely
     assert np.abs(diff).max() <= 1 and np.mean(diff != 0) < 0.01
+
+
+def test_normalise_matches_float64_reference():
+    pipe = Pipeline(OracleEngine(MANIFEST, CATEGORY, 0.15), MANIFEST, CATEGORY)
+    crops = np.random.default_rng(9).integers(0, 256, (3, 128, 128, 3), np.uint8)
+    mean = np.asarray(MANIFEST.mean, np.float64) * 255.0
+    std = np.asarray(MANIFEST.std, np.float64) * 255.0
+    expected = ((crops.astype(np.float64) - mean) / std).transpose(0, 3, 1, 2)
+    got = pipe.normalise(crops)
+    assert got.dtype == np.float32 and got.shape == (3, 3, 128, 128)
+    assert got.flags['C_CONTIGUOUS']
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
+
+
+def test_voxels_can_be_skipped_per_frame():
+    pipe, engine = _pipeline(PipelineConfig(smoothing=False))
+    objects = _scene(0)
+    with_voxels = _run(pipe, engine, objects, 0.0)
+    engine.expect([(o[0], o[1], o[2], o[3]) for o in objects])
+    boxes = [Box2D(*o[0], class_id='chair', score=0.9) for o in objects]
+    image = np.zeros((CAMERA.height, CAMERA.width, 3), np.uint8)
+    without = pipe.process(image, CAMERA, boxes, 0.1, voxels=False)
+    assert len(without.objects) == len(with_voxels.objects) == 2
+    for a, b in zip(with_voxels.objects, without.objects):
+        assert isinstance(a.voxels, VoxelGrid) and b.voxels is None
+        np.testing.assert_allclose(b.t, a.t, rtol=1e-9)
+        np.testing.assert_allclose(b.structure, a.structure)

@@ -499,7 +499,11 @@ class ChairDetector(LifecycleNode):
         floor = self._floor
         if self._tf is not None and frame:
             floor = self._floor_at(settings, frame, stamp_ns)
-        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=floor)
+        wanted = self._wanted_outputs(settings)
+        need_voxels = 'voxels' in wanted or ('markers' in wanted
+                                              and settings['output.voxel_markers'])
+        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=floor,
+                              voxels=need_voxels)
         bad = [(i, r) for i, r in result.skipped if _is_bad_box(r)]
         if bad:
             self.stats.count('bad.boxes', len(bad))
@@ -513,7 +517,6 @@ class ChairDetector(LifecycleNode):
                 'parent frame, which TF listeners reject; set frame_id in the camera driver '
                 'or the output.camera_frame parameter')
         header = Header(stamp=image_msg.header.stamp, frame_id=frame)
-        wanted = self._wanted_outputs(settings)
         # The poses (objects, TF) go out first; voxels, 3D detections and markers follow.
         kept, build_s, publish_s = self._build_and_publish(
             settings, result, header, category, wanted & PRIMARY_OUTPUTS)
