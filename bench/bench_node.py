@@ -27,6 +27,13 @@ re-stamped with the wall clock) through DDS:
 With --subscribe core the player subscribes only to objects, /tf and /diagnostics (the node
 then builds no markers, voxels or 3D detections); tables get a _core suffix.
 
+--node-param passes parameters to the node: with `--node-param system.cpu_dma_latency_us:=0`
+the node holds a Linux PM QoS request while active, so that idle CPUs wake at once (the
+offline runs are measured without it). With --cpu-dma-latency-us N the bench holds such a
+request (/dev/cpu_dma_latency, root only) for the whole run, offline and live, as tuned's
+latency-performance profile does. Both show how much of the latency is the machine's idle
+states (a core that slept between two frames wakes slowly) rather than our code.
+
 Prints and saves bench/results/bench_node.{json,md} (bench_node_soak.* with a soak).
 Targets (issue 6): latency p50 <= model time + 3 ms; bounded latency and counted drops at 2x;
 RSS <= 400 MB and flat.
@@ -82,6 +89,13 @@ class RssSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def cpuidle_driver() -> str:
+    try:
+        return Path('/sys/devices/system/cpu/cpuidle/current_driver').read_text().strip()
+    except OSError:
+        return 'unknown'
 
 
 def bench_bag(frames: int, path: Path) -> Path:
@@ -182,8 +196,32 @@ def main() -> None:
     parser.add_argument('--subscribe', choices=sorted(SUBSCRIBERS), default='all',
                         help='outputs the player subscribes to (the node builds only those): '
                         'all (as with RViz open) or core (objects, /tf, /diagnostics)')
+    parser.add_argument('--cpu-dma-latency-us', type=int, default=None,
+                        help='hold this PM QoS CPU wake-up latency during the run (root; '
+                        'e.g. 0: idle CPUs poll instead of sleeping); default: leave it')
+    parser.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
+                        help='a parameter of the node over config/chair_detector.yaml '
+                        '(repeatable), e.g. system.cpu_dma_latency_us:=0')
     parser.add_argument('--out', type=Path, default=RESULTS, help='folder for the tables')
     args = parser.parse_args()
+    from perception_3dinn.ros.pm_qos import CpuWakeupLatency
+    from perception_3dinn.ros.pm_qos import DEVICE as PM_QOS_DEVICE
+
+    pm_qos = None
+    if args.cpu_dma_latency_us is not None:
+        try:
+            pm_qos = CpuWakeupLatency(args.cpu_dma_latency_us)
+        except OSError as err:
+            parser.error(f'--cpu-dma-latency-us: cannot write {PM_QOS_DEVICE}: {err} '
+                         '(needs root)')
+    try:
+        run(args)
+    finally:
+        if pm_qos is not None:
+            pm_qos.close()
+
+
+def run(args: argparse.Namespace) -> None:
     results = args.out
     os.environ['ROS_DOMAIN_ID'] = str(args.domain)
     if args.fastdds_profile:
@@ -194,6 +232,7 @@ def main() -> None:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
 
     from perception_3dinn.inference.manifest import default_model_dir
+    from perception_3dinn.ros.pm_qos import latency_in_force
     from perception_3dinn.ros.replay import load_frames
     from training.bag import evaluate_offline, start_node
 
@@ -219,11 +258,12 @@ def main() -> None:
     log = REPO / 'out' / 'bench' / 'bench_node_node.log'
     log.parent.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
-    proc = start_node(manifest, 'onnxruntime', False, log)
+    proc = start_node(manifest, 'onnxruntime', False, log, args.node_param)
     sampler = RssSampler(proc.pid)
     try:
         print(f'nominal live run at {nominal_rate:.1f} Hz ...', flush=True)
         nominal = live_phase(frames, nominal_rate, loops=5, subscribe=args.subscribe)
+        in_force = latency_in_force()  # while the node runs
         serve_hz = 1000.0 / max(pct(nominal['latency_ms'], 50), 1e-3)
         over_rate = 2.0 * serve_hz
         print(f'overload run at {over_rate:.1f} Hz (2 x {serve_hz:.1f}) ...', flush=True)
@@ -256,6 +296,9 @@ def main() -> None:
                                else ', '.join(SUBSCRIBERS[args.subscribe])),
         'backend': 'onnxruntime cpu, 1 thread',
         'fastdds_profile': Path(args.fastdds_profile).name if args.fastdds_profile else 'default',
+        'node_params': ', '.join(args.node_param) or 'config/chair_detector.yaml',
+        'cpuidle_driver': cpuidle_driver(),
+        'cpu_dma_latency_us_in_force': in_force if in_force is not None else 'unreadable',
         'offline_frame_ms_p50': model_ms, 'offline_network_ms_p50': network_ms,
         'offline_frame_at_nominal_rate_ms_p50': paced_ms,
         'nominal_rate_hz': nominal['rate_hz'],

@@ -304,7 +304,7 @@ def test_normalise_matches_float64_reference():
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
 
 
-def test_voxels_can_be_skipped_per_frame():
+def test_voxels_can_be_skipped_or_added_later():
     pipe, engine = _pipeline(PipelineConfig(smoothing=False))
     objects = _scene(0)
     with_voxels = _run(pipe, engine, objects, 0.0)
@@ -317,3 +317,10 @@ def test_voxels_can_be_skipped_per_frame():
         assert isinstance(a.voxels, VoxelGrid) and b.voxels is None
         np.testing.assert_allclose(b.t, a.t, rtol=1e-9)
         np.testing.assert_allclose(b.structure, a.structure)
+    # added later (the node, after the poses went out): the same grids
+    total = without.timings_ms['total']
+    pipe.add_voxels(without)
+    assert without.timings_ms['total'] == pytest.approx(total + without.timings_ms['voxels_added'])
+    for a, b in zip(with_voxels.objects, without.objects):
+        np.testing.assert_array_equal(b.voxels.occupancy, a.voxels.occupancy)
+        np.testing.assert_allclose(b.voxels.origin, a.voxels.origin)

@@ -224,8 +224,8 @@ class Pipeline:
             floor: the floor in the camera optical frame, when known: the metric scale of
                 upright objects seen from above is then fused from the floor and the size
                 model (`floor_log_scale`); None keeps the size model alone.
-            voxels: fill `ObjectEstimate.voxels` (with `config.compute_voxels`); False skips
-                them for this frame (the node, when nobody takes voxels).
+            voxels: fill `ObjectEstimate.voxels` (with `config.compute_voxels`); False leaves
+                them None for this frame (nobody takes voxels, or `add_voxels` later).
 
         Returns:
             FrameResult with objects, skipped boxes and per-stage timings.
@@ -345,6 +345,21 @@ class Pipeline:
         result.skipped.sort()
         timings['total'] = _ms(t_start)
         return result
+
+
+    def add_voxels(self, result: FrameResult) -> None:
+        """Fill the voxels `process(..., voxels=False)` left out (with `config.compute_voxels`):
+        the node publishes the poses first and voxelises after. Adds
+        `timings_ms['voxels_added']` and to 'total'."""
+        if self.voxelizer is None:
+            return
+        t0 = time.perf_counter()
+        for obj in result.objects:
+            if obj.voxels is None:
+                obj.voxels = self.voxelizer(obj.structure, obj.scale_m)
+        added = _ms(t0)
+        result.timings_ms['voxels_added'] = added
+        result.timings_ms['total'] = result.timings_ms.get('total', 0.0) + added
 
 
 def _ms(t0: float) -> float:

@@ -46,6 +46,8 @@ from visualization_msgs.msg import MarkerArray
 from perception_3dinn.ros import convert, diagnostics, markers
 from perception_3dinn.ros.memory import keep_large_buffers
 from perception_3dinn.ros.params import declare_parameters, NodeSettings, read_settings
+from perception_3dinn.ros.pm_qos import CpuWakeupLatency
+from perception_3dinn.ros.pm_qos import DEVICE as PM_QOS_DEVICE
 from perception_3dinn.ros.sync import LatestSlot, StampGuard, StampPairer
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.tf_buffer import floor_in_camera, TransformBuffer, TransformLookupError
@@ -119,6 +121,7 @@ class ChairDetector(LifecycleNode):
         self._active = False
         self._jump_handle: Any = None
         self._last_voxel_markers = -math.inf
+        self._wakeup: CpuWakeupLatency | None = None  # system.cpu_dma_latency_us
 
     # ---------------------------------------------------------------- logging helpers
 
@@ -216,6 +219,7 @@ class ChairDetector(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name='chair_detector_worker',
                                         daemon=True)
         self._worker.start()
+        self._hold_wakeup_latency(settings['system.cpu_dma_latency_us'])
         self._subscribe(settings)
         result = super().on_activate(state)
         self._active = True
@@ -231,6 +235,7 @@ class ChairDetector(LifecycleNode):
         self._unsubscribe()
         self._stop_worker()
         self._free_pipeline()
+        self._release_wakeup_latency()
         self.get_logger().info('inactive: inputs unsubscribed, model freed')
         return super().on_deactivate(state)
 
@@ -245,6 +250,7 @@ class ChairDetector(LifecycleNode):
         self._unsubscribe()
         self._stop_worker()
         self._free_pipeline()
+        self._release_wakeup_latency()
         self._destroy_outputs()
         return super().on_shutdown(state)
 
@@ -253,6 +259,30 @@ class ChairDetector(LifecycleNode):
         self._active = False
         self._stop_worker()
         self._free_pipeline()
+        self._release_wakeup_latency()
+
+    def _hold_wakeup_latency(self, microseconds: int) -> None:
+        """system.cpu_dma_latency_us: hold the PM QoS request while active (never fatal)."""
+        self._release_wakeup_latency()
+        if microseconds < 0:
+            return
+        try:
+            self._wakeup = CpuWakeupLatency(microseconds)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            self.get_logger().warning(
+                f'system.cpu_dma_latency_us: cannot write {PM_QOS_DEVICE} ({reason}): the '
+                'CPUs keep their idle states. Run the node as root, give its user write access '
+                '(udev rule), or set it system-wide (tuned-adm profile latency-performance); '
+                '-1 silences this')
+            return
+        self.get_logger().info(f'holding a CPU wake-up latency of {microseconds} us '
+                               f'({PM_QOS_DEVICE}) while active')
+
+    def _release_wakeup_latency(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.close()
 
     def _free_pipeline(self) -> None:
         pipe, self._pipe = self._pipe, None
@@ -500,10 +530,10 @@ class ChairDetector(LifecycleNode):
         if self._tf is not None and frame:
             floor = self._floor_at(settings, frame, stamp_ns)
         wanted = self._wanted_outputs(settings)
+        # Voxels are made after the poses went out, and only when someone takes them.
         need_voxels = 'voxels' in wanted or ('markers' in wanted
                                               and settings['output.voxel_markers'])
-        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=floor,
-                              voxels=need_voxels)
+        result = pipe.process(rgb, intr, boxes, stamp_ns * 1e-9, floor=floor, voxels=False)
         bad = [(i, r) for i, r in result.skipped if _is_bad_box(r)]
         if bad:
             self.stats.count('bad.boxes', len(bad))
@@ -522,6 +552,8 @@ class ChairDetector(LifecycleNode):
             settings, result, header, category, wanted & PRIMARY_OUTPUTS)
         primary_ns = self._now_ns()
         rest = wanted - PRIMARY_OUTPUTS
+        if need_voxels:
+            pipe.add_voxels(result)
         if rest:
             _, more_build_s, more_publish_s = self._build_and_publish(
                 settings, result, header, category, rest)
@@ -604,6 +636,8 @@ class ChairDetector(LifecycleNode):
         if self._pairer is not None:
             values['total.dropped.unmatched'] = float(self._pairer.stats.unmatched)
         values['backend'] = self._backend or 'none'
+        values['cpu_dma_latency_us'] = (str(self._wakeup.microseconds)
+                                        if self._wakeup is not None else 'not held')
         if self.settings is not None:
             values['model'] = str(self.settings.manifest_path())
         level = diagnostics.assess(values, self._active)

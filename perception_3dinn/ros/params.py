@@ -246,6 +246,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=RELIABILITY),
     ParamSpec('output.qos_depth', 10, 'history depth of the output topics', 1, 1000),
     ParamSpec('diagnostics.period_s', 1.0, 'period of /diagnostics, seconds', 0.1, 60.0),
+    # System.
+    ParamSpec('system.cpu_dma_latency_us', -1,
+              'while active, hold a Linux PM QoS request (/dev/cpu_dma_latency; needs root '
+              'or write access) that idle CPUs wake within this many microseconds (0: they '
+              'poll; about 1 ms less latency on machines whose idle cores sleep deeply, more '
+              'power); -1: leave the system as it is', -1, 1000000),
 )
 
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
