@@ -189,6 +189,33 @@ def test_cache_resolve_rebuilds_or_refuses(tmp_path):
     assert cache.resolve(key) == (path, True)
 
 
+@pytest.mark.parametrize('version', ['10.0.1', '10.3.0', '10.13.2.6'])
+def test_precision_plan_tensorrt_10_uses_the_builder_flags(version):
+    from perception_3dinn.inference.tensorrt_engine import precision_plan
+
+    assert precision_plan('fp32', version) == ('fp32', (), '')
+    assert precision_plan('fp16', version) == ('fp16', ('FP16',), '')
+    # INT8 keeps FP16 for the layers without INT8 kernels
+    assert precision_plan('int8', version) == ('int8', ('FP16', 'INT8'), '')
+
+
+@pytest.mark.parametrize('version', ['11.0.0', '11.4.0.106', '12.1'])
+def test_precision_plan_tensorrt_11_is_strongly_typed(version):
+    """TensorRT 11 removed BuilderFlag.FP16/INT8 and the calibrators (its 10.x -> 11.x
+    migration guide): no flags; the float32 graph builds FP32, INT8 is refused with why."""
+    from perception_3dinn.inference.tensorrt_engine import precision_plan
+
+    assert precision_plan('fp32', version) == ('fp32', (), '')
+    built, flags, note = precision_plan('fp16', version)
+    assert (built, flags) == ('fp32', ()) and 'FP32' in note and version in note
+    with pytest.raises(RuntimeError, match='Q/DQ'):
+        precision_plan('int8', version)
+    with pytest.raises(ValueError, match='precision'):
+        precision_plan('bf16', version)
+    with pytest.raises(RuntimeError, match='version'):
+        precision_plan('fp16', 'eleven')
+
+
 def test_int8_calibration_batches_are_normalised_synthetic_crops():
     from training.build_engine import synthetic_calibration_batches
 

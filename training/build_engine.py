@@ -9,6 +9,9 @@ Engines land in the cache directory (default DIR/engines) named and checked by
 `perception_3dinn.inference.engine_cache` (ONNX sha256, TensorRT version, GPU compute
 capability, precision): an existing matching engine is reused, anything else rebuilt.
 Needs TensorRT >= 10, cuda-python and an NVIDIA GPU; without them it exits with a message.
+TensorRT 11 and later build strongly typed networks only: this float32 model then gives an
+FP32 engine (an fp16 request says so), and INT8 is refused (it needs a Q/DQ-quantized ONNX);
+TensorRT 10 (JetPack 6) builds all three.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def build(manifest_path: str | Path, precision: str = 'fp16', max_batch: int = 1
             synthetic_calibration_batches(manifest, calib_batches, calib_batch_size),
             cache_file, calib_batch_size)
     if force:
-        key = trt_engine.engine_key(manifest, precision, max_batch)
+        built = trt_engine.precision_plan(precision, trt_engine.import_tensorrt().__version__)[0]
+        key = trt_engine.engine_key(manifest, built, max_batch)
         from perception_3dinn.inference.engine_cache import EngineCache
 
         cache = EngineCache(cache_dir or manifest.onnx_file.parent / 'engines')

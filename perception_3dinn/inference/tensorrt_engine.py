@@ -7,6 +7,13 @@ here follow the TensorRT 10 Python API (name-based tensor API: `num_io_tensors`,
 `execute_async_v3`; `build_serialized_network`) and cuda-python's runtime bindings
 (`cudaMalloc`, `cudaMemcpyAsync`, `cudaStreamCreate`; every call returns `(err, ...)`).
 `tensorrt` and `cuda` are imported inside functions only.
+
+TensorRT 11 removed weak typing: the FP16/INT8 builder flags and the INT8 calibrators are
+gone, and every network is strongly typed, its precision taken from the ONNX graph
+(docs.nvidia.com/deeplearning/tensorrt, "Migrating from TensorRT 10.x to 11.x"). JetPack 6
+ships TensorRT 10, `pip install tensorrt` on a desktop gets 11. `precision_plan` decides
+per version what a requested precision builds: on 11 our float32 graph builds FP32 engines
+(an FP16 request says so and is cached as FP32) and INT8 is refused with the reason.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+import warnings
 
 import numpy as np
 
@@ -26,6 +34,43 @@ from perception_3dinn.inference.engines import Engine
 from perception_3dinn.inference.manifest import ModelManifest
 
 MIN_TENSORRT_MAJOR = 10
+STRONGLY_TYPED_MAJOR = 11  # the first TensorRT without precision builder flags
+
+
+def tensorrt_major(version: str) -> int:
+    """Major version of a TensorRT version string ('10.3.0' -> 10)."""
+    try:
+        return int(str(version).split('.')[0])
+    except ValueError as exc:
+        raise RuntimeError(f'cannot read the TensorRT version {version!r}') from exc
+
+
+def precision_plan(requested: str, tensorrt_version: str) -> tuple[str, tuple[str, ...], str]:
+    """What a requested engine precision builds with this TensorRT version.
+
+    Returns:
+        (precision built, names of the `trt.BuilderFlag`s to set, a note for the user or '').
+
+    Raises:
+        ValueError: an unknown precision.
+        RuntimeError: INT8 on TensorRT >= 11 (it needs an explicitly quantized ONNX model).
+    """
+    if requested not in ('fp32', 'fp16', 'int8'):
+        raise ValueError(f"precision must be 'fp32', 'fp16' or 'int8', got {requested!r}")
+    if tensorrt_major(tensorrt_version) < STRONGLY_TYPED_MAJOR:
+        flags = {'fp32': (), 'fp16': ('FP16',), 'int8': ('FP16', 'INT8')}[requested]
+        return requested, flags, ''
+    if requested == 'int8':
+        raise RuntimeError(
+            f'TensorRT {tensorrt_version} builds INT8 only from an explicitly quantized ONNX '
+            'model (Q/DQ nodes, e.g. NVIDIA ModelOpt); calibration-based INT8 was removed in '
+            'TensorRT 11. Use fp16 or fp32 here, or TensorRT 10 (JetPack 6) for INT8')
+    if requested == 'fp16':
+        return 'fp32', (), (
+            f'TensorRT {tensorrt_version} takes the precision from the ONNX graph (the FP16 '
+            'builder flag was removed in TensorRT 11) and this model computes in float32: '
+            'building an FP32 engine (cached as fp32)')
+    return 'fp32', (), ''
 
 
 def import_tensorrt() -> Any:
@@ -37,7 +82,7 @@ def import_tensorrt() -> Any:
             'TensorRT is not installed: it needs an NVIDIA GPU (JetPack on Jetson, or '
             '`pip install tensorrt` with a CUDA driver). Use the onnxruntime backend on this '
             'machine.') from exc
-    major = int(str(trt.__version__).split('.')[0])
+    major = tensorrt_major(trt.__version__)
     if major < MIN_TENSORRT_MAJOR:
         raise RuntimeError(f'TensorRT {trt.__version__} found; the runtime needs '
                            f'{MIN_TENSORRT_MAJOR}.x or newer (tensor API)')
@@ -90,6 +135,7 @@ def make_calibrator(batches: Iterable[np.ndarray], cache_file: str | Path,
     A cache file that exists is read instead of running calibration again.
     """
     trt = import_tensorrt()
+    precision_plan('int8', trt.__version__)  # refused on TensorRT >= 11, with the reason
     cudart = import_cudart()
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
@@ -135,7 +181,8 @@ def build_serialized_engine(manifest: ModelManifest, precision: str = 'fp16',
     Args:
         manifest: the model (its sha256 is checked first).
         precision: 'fp32', 'fp16' or 'int8' (INT8 needs `calibrator`; FP16 is also enabled
-            so layers without INT8 kernels fall back to FP16).
+            so layers without INT8 kernels fall back to FP16), as `precision_plan` maps it
+            for the installed TensorRT (on 11 and later: FP32, or refused for INT8).
         max_batch, opt_batch: the optimisation profile's largest and tuned batch.
         workspace_mb: builder workspace pool limit.
         calibrator: from `make_calibrator`, for INT8.
@@ -144,6 +191,7 @@ def build_serialized_engine(manifest: ModelManifest, precision: str = 'fp16',
         the serialized engine bytes.
     """
     trt = import_tensorrt()
+    precision, flags, _ = precision_plan(precision, trt.__version__)
     manifest.verify_onnx()
     if precision == 'int8' and calibrator is None:
         raise ValueError('INT8 needs a calibrator (training.build_engine --calib-batches)')
@@ -161,10 +209,9 @@ def build_serialized_engine(manifest: ModelManifest, precision: str = 'fp16',
     opt = max(1, min(opt_batch, max_batch))
     profile.set_shape(manifest.input_name, (1, 3, s, s), (opt, 3, s, s), (max_batch, 3, s, s))
     config.add_optimization_profile(profile)
-    if precision in ('fp16', 'int8'):
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     if precision == 'int8':
-        config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -182,6 +229,10 @@ def load_or_build_engine(manifest: ModelManifest, cache_dir: str | Path | None =
     A missing, stale, foreign or corrupt cache entry is rebuilt when `rebuild` is True, and
     refused with EngineCacheError (saying why) otherwise. Never loads an unchecked engine.
     """
+    trt = import_tensorrt()
+    precision, _, note = precision_plan(precision, trt.__version__)
+    if note:
+        warnings.warn(note, stacklevel=2)
     key = engine_key(manifest, precision, max_batch)
     cache = EngineCache(cache_dir or manifest.onnx_file.parent / 'engines')
     path, needs_build = cache.resolve(key, stem=manifest.onnx_file.stem, rebuild=rebuild)
@@ -202,6 +253,7 @@ class TensorRTEngine(Engine):
         super().__init__(manifest)
         trt = import_tensorrt()
         self._cudart = import_cudart()
+        self.precision = precision_plan(precision, trt.__version__)[0]  # what is built
         engine_bytes, self.engine_path = load_or_build_engine(
             manifest, cache_dir, precision=precision, max_batch=max_batch, rebuild=rebuild)
         self._logger = trt.Logger(trt.Logger.WARNING)
