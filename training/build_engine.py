@@ -62,7 +62,7 @@ def build(manifest_path: str | Path, precision: str = 'fp16', max_batch: int = 1
     """Build or reuse the engine; returns its path in the cache."""
     from perception_3dinn.inference import tensorrt_engine as trt_engine
 
-    trt_engine.import_tensorrt()  # fail early with the install hint
+    trt = trt_engine.import_tensorrt()  # fail early with the install hint
     manifest = load_manifest(manifest_path)
     calibrator = None
     if precision == 'int8':
@@ -71,7 +71,7 @@ def build(manifest_path: str | Path, precision: str = 'fp16', max_batch: int = 1
             synthetic_calibration_batches(manifest, calib_batches, calib_batch_size),
             cache_file, calib_batch_size)
     if force:
-        built = trt_engine.precision_plan(precision, trt_engine.import_tensorrt().__version__)[0]
+        built = trt_engine.precision_plan(precision, trt.__version__)[0]
         key = trt_engine.engine_key(manifest, built, max_batch)
         from perception_3dinn.inference.engine_cache import EngineCache
 

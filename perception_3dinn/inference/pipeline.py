@@ -346,7 +346,6 @@ class Pipeline:
         timings['total'] = _ms(t_start)
         return result
 
-
     def add_voxels(self, result: FrameResult) -> None:
         """Fill the voxels `process(..., voxels=False)` left out (with `config.compute_voxels`):
         the node publishes the poses first and voxelises after. Adds
