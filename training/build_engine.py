@@ -62,7 +62,7 @@ def build(manifest_path: str | Path, precision: str = 'fp16', max_batch: int = 1
     """Build or reuse the engine; returns its path in the cache."""
     from perception_3dinn.inference import tensorrt_engine as trt_engine
 
-    trt = trt_engine.import_tensorrt()  # fail early with the install hint
+    trt_engine.import_tensorrt()  # fail early with the install hint
     manifest = load_manifest(manifest_path)
     calibrator = None
     if precision == 'int8':
@@ -70,18 +70,9 @@ def build(manifest_path: str | Path, precision: str = 'fp16', max_batch: int = 1
         calibrator = trt_engine.make_calibrator(
             synthetic_calibration_batches(manifest, calib_batches, calib_batch_size),
             cache_file, calib_batch_size)
-    if force:
-        built = trt_engine.precision_plan(precision, trt.__version__)[0]
-        key = trt_engine.engine_key(manifest, built, max_batch)
-        from perception_3dinn.inference.engine_cache import EngineCache
-
-        cache = EngineCache(cache_dir or manifest.onnx_file.parent / 'engines')
-        engine_bytes = trt_engine.build_serialized_engine(
-            manifest, precision=precision, max_batch=max_batch, calibrator=calibrator)
-        return cache.store(key, engine_bytes, stem=manifest.onnx_file.stem)
     _, path = trt_engine.load_or_build_engine(manifest, cache_dir, precision=precision,
                                               max_batch=max_batch, rebuild=True,
-                                              calibrator=calibrator)
+                                              calibrator=calibrator, force=force)
     return path
 
 

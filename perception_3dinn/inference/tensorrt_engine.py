@@ -223,11 +223,13 @@ def build_serialized_engine(manifest: ModelManifest, precision: str = 'fp16',
 
 def load_or_build_engine(manifest: ModelManifest, cache_dir: str | Path | None = None,
                          precision: str = 'fp16', max_batch: int = 16,
-                         rebuild: bool = True, calibrator: Any = None) -> tuple[bytes, Path]:
+                         rebuild: bool = True, calibrator: Any = None,
+                         force: bool = False) -> tuple[bytes, Path]:
     """Serialized engine for this model and machine from the cache, building it if needed.
 
     A missing, stale, foreign or corrupt cache entry is rebuilt when `rebuild` is True, and
     refused with EngineCacheError (saying why) otherwise. Never loads an unchecked engine.
+    `force` rebuilds even a valid entry.
     """
     trt = import_tensorrt()
     precision, _, note = precision_plan(precision, trt.__version__)
@@ -236,7 +238,7 @@ def load_or_build_engine(manifest: ModelManifest, cache_dir: str | Path | None =
     key = engine_key(manifest, precision, max_batch)
     cache = EngineCache(cache_dir or manifest.onnx_file.parent / 'engines')
     path, needs_build = cache.resolve(key, stem=manifest.onnx_file.stem, rebuild=rebuild)
-    if not needs_build:
+    if not needs_build and not force:
         return path.read_bytes(), path
     engine_bytes = build_serialized_engine(manifest, precision=precision, max_batch=max_batch,
                                            calibrator=calibrator)
