@@ -140,7 +140,7 @@ def test_empty_out_of_image_and_nan_boxes(harness: Harness, node: NodeProcess) -
     harness.send_frame(18.0, detections=dets)
     line = _expect_warning(harness, node, mark, 'detection boxes skipped')
     assert 'non-finite' in line and 'outside the image' in line
-    assert '#3: detector score nan' in line
+    assert '#3: invalid detector score nan' in line
     # The frame is still answered, with no objects.
     assert harness.frame_outputs(18.0)['objects'].objects == []
     _good_frame(harness, 19.0)

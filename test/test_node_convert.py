@@ -24,7 +24,7 @@ from visualization_msgs.msg import Marker
 import yaml
 
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate
-from perception_3dinn.ros import convert, markers
+from perception_3dinn.ros import convert, inputs, markers
 from perception_3dinn.ros.params import PARAMS, SPECS, validate_parameters
 from perception_3dinn.skeleton import load_category
 from perception_3dinn.voxels import VoxelGrid
@@ -50,29 +50,29 @@ def rgb() -> np.ndarray:
 
 
 def test_rgb8_and_bgr8_and_mono8(rgb: np.ndarray) -> None:
-    np.testing.assert_array_equal(convert.image_to_rgb(_image(rgb, 'rgb8')), rgb)
+    np.testing.assert_array_equal(inputs.image_to_rgb(_image(rgb, 'rgb8')), rgb)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    np.testing.assert_array_equal(convert.image_to_rgb(_image(bgr, 'bgr8')), rgb)
+    np.testing.assert_array_equal(inputs.image_to_rgb(_image(bgr, 'bgr8')), rgb)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    out = convert.image_to_rgb(_image(gray, 'mono8'))
+    out = inputs.image_to_rgb(_image(gray, 'mono8'))
     np.testing.assert_array_equal(out, cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB))
 
 
 def test_padded_rows_are_respected(rgb: np.ndarray) -> None:
     msg = _image(rgb, 'rgb8', pad=7)
     assert msg.step == 64 * 3 + 7
-    np.testing.assert_array_equal(convert.image_to_rgb(msg), rgb)
+    np.testing.assert_array_equal(inputs.image_to_rgb(msg), rgb)
 
 
 def test_bad_images_raise_clear_errors(rgb: np.ndarray) -> None:
     msg = _image(rgb, 'rgb8')
     msg.data = bytes(msg.data)[:-10]
     with pytest.raises(ValueError, match='data length'):
-        convert.image_to_rgb(msg)
+        inputs.image_to_rgb(msg)
     with pytest.raises(ValueError, match='unsupported image encoding'):
-        convert.image_to_rgb(_image(rgb, 'weird42'))
+        inputs.image_to_rgb(_image(rgb, 'weird42'))
     with pytest.raises(ValueError, match='could not be decoded'):
-        convert.image_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
+        inputs.image_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
 
 
 def test_compressed_image_announcing_too_many_pixels_is_an_input_error() -> None:
@@ -84,19 +84,19 @@ def test_compressed_image_announcing_too_many_pixels_is_an_input_error() -> None
                 + struct.pack('>I', zlib.crc32(kind + data)))
 
     # A 130-byte PNG whose header says 40000 x 40000 (over OpenCV's decode limit, where
-    # cv2.imdecode raises instead of returning None).
+    # cv2.imdecode raises instead of returning None): refused from its header.
     png = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 40000, 40000, 8, 2,
                                                              0, 0, 0))
            + chunk(b'IDAT', zlib.compress(bytes(100))) + chunk(b'IEND', b''))
-    with pytest.raises(convert.InputError, match='could not be decoded') as err:
-        convert.image_to_rgb(CompressedImage(format='png', data=png))
-    assert err.value.kind == 'decode'
+    with pytest.raises(inputs.InputError, match='not decoded') as err:
+        inputs.image_to_rgb(CompressedImage(format='png', data=png))
+    assert err.value.kind == 'too_large'
 
 
 def test_compressed_png_is_lossless(rgb: np.ndarray) -> None:
     ok, png = cv2.imencode('.png', rgb[:, :, ::-1])
     assert ok
-    out = convert.image_to_rgb(CompressedImage(format='png', data=png.tobytes()))
+    out = inputs.image_to_rgb(CompressedImage(format='png', data=png.tobytes()))
     np.testing.assert_array_equal(out, rgb)
 
 
@@ -108,22 +108,22 @@ def _camera_info(fx: float = 500.0) -> CameraInfo:
 
 
 def test_camera_info_to_intrinsics() -> None:
-    intr = convert.camera_info_to_intrinsics(_camera_info())
+    intr = inputs.camera_info_to_intrinsics(_camera_info())
     assert (intr.fx, intr.fy, intr.cx, intr.cy) == (500.0, 510.0, 319.5, 239.5)
     assert (intr.width, intr.height) == (640, 480)
     assert intr.distortion == (0.1, -0.05, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match='not finite'):
-        convert.camera_info_to_intrinsics(_camera_info(fx=math.nan))
+        inputs.camera_info_to_intrinsics(_camera_info(fx=math.nan))
     with pytest.raises(ValueError, match='no calibration'):
-        convert.camera_info_to_intrinsics(CameraInfo(width=640, height=480))
+        inputs.camera_info_to_intrinsics(CameraInfo(width=640, height=480))
 
 
 @pytest.mark.parametrize('n', [1, 2, 3, 6, 7, 20])
 def test_camera_info_with_a_distortion_length_opencv_refuses_is_rejected(n: int) -> None:
     msg = _camera_info()
     msg.d = [0.01] * n
-    with pytest.raises(convert.InputError, match=f'{n} distortion coefficients') as err:
-        convert.camera_info_to_intrinsics(msg)
+    with pytest.raises(inputs.InputError, match=f'{n} distortion coefficients') as err:
+        inputs.camera_info_to_intrinsics(msg)
     assert err.value.kind == 'distortion'
 
 
@@ -131,7 +131,7 @@ def test_camera_info_with_a_distortion_length_opencv_refuses_is_rejected(n: int)
 def test_accepted_distortion_lengths_work_in_opencv(n: int) -> None:
     msg = _camera_info()
     msg.d = [0.01] * n
-    intr = convert.camera_info_to_intrinsics(msg)
+    intr = inputs.camera_info_to_intrinsics(msg)
     assert len(intr.distortion) == n
     # The coefficients are usable as they are (what the pipeline's PnP does with them).
     pts = np.array([[300.0, 200.0], [10.0, 400.0]])
@@ -142,7 +142,7 @@ def test_accepted_distortion_lengths_work_in_opencv(n: int) -> None:
 def test_all_zero_distortion_of_any_length_means_none() -> None:
     msg = _camera_info()
     msg.d = [0.0] * 20
-    assert convert.camera_info_to_intrinsics(msg).distortion == ()
+    assert inputs.camera_info_to_intrinsics(msg).distortion == ()
 
 
 def test_detections_to_boxes() -> None:
@@ -153,7 +153,7 @@ def test_detections_to_boxes() -> None:
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id, hyp.hypothesis.score = cls, score
         det.results.append(hyp)
-    boxes = convert.detections_to_boxes(Detection2DArray(detections=[det, Detection2D()]))
+    boxes = inputs.detections_to_boxes(Detection2DArray(detections=[det, Detection2D()]))
     assert boxes[0] == Box2D(80.0, 40.0, 120.0, 60.0, 'chair', 0.9, '7')
     assert boxes[1].detection_id is None and boxes[1].width == 0.0
 
@@ -280,9 +280,9 @@ def test_parameter_validation_refuses_bad_values() -> None:
 
 
 def test_no_detector_boxes() -> None:
-    full = convert.no_detector_box(640, 480, 'full', 0.5, 'chair')
+    full = inputs.no_detector_box(640, 480, 'full', 0.5, 'chair')
     assert full.as_array().tolist() == [0.0, 0.0, 639.0, 479.0] and full.class_id == 'chair'
-    centre = convert.no_detector_box(640, 480, 'center', 0.5, 'chair')
+    centre = inputs.no_detector_box(640, 480, 'center', 0.5, 'chair')
     assert centre.center == (319.5, 239.5)
     assert (centre.width, centre.height) == (320.0, 240.0)
 

@@ -62,7 +62,7 @@ def test_launch_names_what_exists() -> None:
     assert 'chair_detector.yaml' in strings and (REPO / 'config' / 'chair_detector.yaml').is_file()
     assert 'chair_detector.rviz' in strings and (REPO / 'rviz' / 'chair_detector.rviz').is_file()
     # The remapped names are the node's relative input names.
-    from perception_3dinn.ros import node as node_module
+    from perception_3dinn.ros import node_inputs as node_module
 
     for topic in (node_module.IMAGE_TOPIC, node_module.CAMERA_INFO_TOPIC,
                   node_module.DETECTIONS_TOPIC, node_module.IMAGE_TOPIC + '/compressed'):

@@ -251,7 +251,7 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
     """
     from perception_3dinn.inference import load_manifest, Pipeline, PipelineConfig
     from perception_3dinn.inference.manifest import default_model_dir
-    from perception_3dinn.ros import convert
+    from perception_3dinn.ros import convert, inputs
     from perception_3dinn.ros.bagdata import ObjectRecord, records_from_msg
     from perception_3dinn.ros.params import SPECS
     from perception_3dinn.tf_buffer import floor_in_camera, TransformBuffer, TransformLookupError
@@ -269,9 +269,9 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
         if period_s > 0:
             time.sleep(max(0.0, t_start + k * period_s - time.perf_counter()))
         t0 = time.perf_counter()
-        rgb = convert.image_to_rgb(f.image)
-        intr = convert.camera_info_to_intrinsics(f.camera_info)
-        boxes = convert.detections_to_boxes(f.detections) if f.detections else []
+        intr = inputs.camera_info_to_intrinsics(f.camera_info)
+        rgb = inputs.image_to_rgb(f.image, (intr.width, intr.height))
+        boxes = inputs.detections_to_boxes(f.detections) if f.detections else []
         floor = None
         if floor_frame and f.tf is not None:
             convert.store_tf_message(tf, f.tf, static=False)
@@ -439,12 +439,12 @@ def annotated_video(path: Path, frames: list[Any], preds: list[list[Any]], fps: 
 
     # drawFrameAxes warns on every axis that leaves the image; clipping is expected here.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    from perception_3dinn.ros import convert
+    from perception_3dinn.ros import inputs
 
     writer = None
     for f, objs in zip(frames, preds):
-        img = cv2.cvtColor(convert.image_to_rgb(f.image), cv2.COLOR_RGB2BGR)
-        intr = convert.camera_info_to_intrinsics(f.camera_info)
+        img = cv2.cvtColor(inputs.image_to_rgb(f.image), cv2.COLOR_RGB2BGR)
+        intr = inputs.camera_info_to_intrinsics(f.camera_info)
         for o in objs:
             kp = o.keypoints_2d
             for a, b in edges:

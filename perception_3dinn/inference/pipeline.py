@@ -45,6 +45,18 @@ from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate,
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.tracking import Observation, Tracker
 
+# Skip reasons of `prepare_boxes` that are configured filtering (class, score threshold, size,
+# count), not bad input; every other reason means the box or the network output was unusable.
+FILTER_REASON_STARTS = ('class ', 'detector score below min_box_score',
+                        'box smaller than min_box_size_px', 'more than max_objects')
+# Objects nearer than this along the optical axis are not published (behind the camera).
+MIN_DEPTH_M = 1e-3
+
+
+def is_filtered(reason: str) -> bool:
+    """True when a skip `reason` of `Pipeline.process` is configured filtering, not bad input."""
+    return reason.startswith(FILTER_REASON_STARTS)
+
 
 def bases_sha256(category: Category) -> str:
     """Fingerprint of a category's base shapes (recorded in manifests at export)."""
@@ -81,8 +93,11 @@ def prepare_boxes(boxes: Sequence[Box2D], width: int, height: int, config: Pipel
             skipped.append((i, f'class {box.class_id!r} not in class_ids'))
             continue
         score = float(box.score) if box.score is not None else 1.0
-        if not math.isfinite(score) or score < config.min_box_score:
-            skipped.append((i, f'detector score {score:.3g} below min_box_score'))
+        if not 0.0 <= score <= 1.0:  # NaN included
+            skipped.append((i, f'invalid detector score {score:.3g} (not a number in [0, 1])'))
+            continue
+        if score < config.min_box_score:
+            skipped.append((i, f'detector score below min_box_score ({score:.3g})'))
             continue
         if box.width <= 0 or box.height <= 0:
             skipped.append((i, f'degenerate box ({box.width:.3g} x {box.height:.3g} px)'))
@@ -102,6 +117,11 @@ def prepare_boxes(boxes: Sequence[Box2D], width: int, height: int, config: Pipel
         skipped.append((i, f'more than max_objects={config.max_objects} boxes'))
     kept = sorted(kept[:config.max_objects], key=lambda item: item[0])
     return kept, sorted(skipped)
+
+
+def _in_front(R: np.ndarray, t: np.ndarray) -> bool:
+    """A finite pose whose origin lies at least MIN_DEPTH_M in front of the camera."""
+    return bool(np.all(np.isfinite(R)) and np.all(np.isfinite(t)) and t[2] >= MIN_DEPTH_M)
 
 
 def crop_roi(image: np.ndarray, crop: Crop) -> np.ndarray:
@@ -294,6 +314,10 @@ class Pipeline:
             pose = metric_pose(keypoints, conf[j], skeleton_m, R_i, t_i, intrinsics,
                                cfg.min_keypoint_confidence, cfg.min_pnp_keypoints,
                                cfg.max_pnp_reproj_px, refine=cfg.pnp_refine)
+            if not _in_front(pose.R, pose.t):
+                result.skipped.append((i, 'pose not usable (non-finite or behind the camera: '
+                                          'check camera_info)'))
+                continue
             score = object_score(conf[j], pose.reproj_error_px, max(box.width, box.height),
                                  box.score)
             log_scale = None
@@ -330,6 +354,10 @@ class Pipeline:
             else:
                 scale = math.exp(log_scale) if log_scale is not None else pnp_scale
                 R, t, structure = pose.R, pose.t * (scale / pnp_scale), alpha
+            if not _in_front(R, t):  # a smoothed pose is checked again before it goes out
+                result.skipped.append((i, 'smoothed pose not usable (non-finite or behind the '
+                                          'camera)'))
+                continue
             skeleton = self.category.structure(structure) * scale
             result.objects.append(ObjectEstimate(
                 track_id=track.track_id, category=self.category.name, score=score,

@@ -1,9 +1,7 @@
-"""Message conversion at the node's boundary.
+"""Message conversion at the node's boundary: stamps, and the results as messages.
 
-Inputs become domain objects once (CameraInfo -> `CameraIntrinsics`, Image ->
-`(H, W, 3)` RGB array, Detection2DArray -> list of `Box2D`); results become messages
-(ObjectStructureArray, VoxelGridArray, Detection3DArray, TFMessage, SkeletonInfo).
-Invalid input raises ValueError with a message that says what is wrong.
+Results become messages (ObjectStructureArray, VoxelGridArray, Detection3DArray, TFMessage,
+SkeletonInfo); the inputs are checked and converted in `perception_3dinn.ros.inputs`.
 """
 
 from __future__ import annotations
@@ -13,17 +11,14 @@ import math
 from typing import Any
 
 from builtin_interfaces.msg import Time
-import cv2
 from geometry_msgs.msg import Point, Pose, PoseWithCovariance, TransformStamped, Vector3
 import numpy as np
-from rosbags.image import image as rbimage
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 from transforms3d.quaternions import mat2quat
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
-from perception_3dinn.camera import CameraIntrinsics
-from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate
+from perception_3dinn.inference.types import FrameResult, ObjectEstimate
 from perception_3dinn.skeleton import Category
 from perception_3dinn_msgs.msg import (
     ObjectStructure,
@@ -32,15 +27,6 @@ from perception_3dinn_msgs.msg import (
     VoxelGrid,
     VoxelGridArray,
 )
-
-
-class InputError(ValueError):
-    """A message the node cannot use; `kind` names the problem (for throttling warnings)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
 
 # ---------------------------------------------------------------------------------------------
 # Time
@@ -55,115 +41,6 @@ def ns_to_stamp(ns: int) -> Time:
     """Integer nanoseconds -> builtin_interfaces/Time."""
     ns = int(ns)
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-# Numbers of distortion coefficients OpenCV accepts (k1, k2, p1, p2[, k3[, k4-k6[, s1-s4
-# [, tau_x, tau_y]]]]).
-OPENCV_DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
-
-
-def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
-    """sensor_msgs/CameraInfo -> CameraIntrinsics (K and D of the raw image).
-
-    Raises:
-        ValueError: no calibration (K all zero), NaN values, non-positive focal or size, a
-            number of distortion coefficients OpenCV cannot use.
-    """
-    k = np.asarray(msg.k, np.float64)
-    if k.shape != (9,) or not np.any(k):
-        raise InputError('no_calibration', 'camera_info has no calibration (K is all zero): '
-                         'calibrate the camera or publish its intrinsics')
-    d = tuple(float(x) for x in msg.d) if msg.distortion_model in (
-        'plumb_bob', 'rational_polynomial', '') else ()
-    if not any(d):
-        d = ()  # all zero (or none): no distortion, whatever the length
-    elif len(d) not in OPENCV_DISTORTION_LENGTHS:
-        raise InputError('distortion', f'camera_info rejected: {len(d)} distortion coefficients '
-                         f'for model {msg.distortion_model!r}; OpenCV needs 4, 5, 8, 12 or '
-                         '14 (plumb_bob: 5, rational_polynomial: 8)')
-    intr = CameraIntrinsics.from_matrix(k.reshape(3, 3), int(msg.width), int(msg.height), d)
-    try:
-        return intr.validate()
-    except ValueError as err:
-        raise InputError('invalid', f'camera_info rejected: {err}') from None
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage -> `(H, W, 3)` uint8 RGB.
-
-    Raises:
-        ValueError: unsupported encoding, data length that does not match the header,
-            undecodable compressed data.
-    """
-    if hasattr(msg, 'format'):
-        buf = np.frombuffer(bytes(msg.data), np.uint8)
-        try:
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-        except cv2.error:  # e.g. a header announcing more pixels than OpenCV allows
-            img = None
-        if img is None:
-            raise InputError('decode', f'compressed image ({msg.format!r}, {buf.size} bytes) '
-                             'could not be decoded; publish jpeg or png')
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    try:
-        _, _, typestr, nchan = rbimage.to_cvtype(msg.encoding)
-    except rbimage.ImageFormatError:
-        raise InputError('encoding', f'unsupported image encoding {msg.encoding!r}; publish '
-                         'rgb8, bgr8, mono8 or another sensor_msgs/image_encodings type'
-                         ) from None
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    itemsize = np.dtype(typestr).itemsize
-    row = w * nchan * itemsize
-    if h <= 0 or w <= 0:
-        raise InputError('empty', f'image is empty ({w}x{h})')
-    if step < row or len(msg.data) < step * (h - 1) + row:
-        raise InputError('length', f'image data length {len(msg.data)} does not match {w}x{h} '
-                         f'{msg.encoding} with step {step} (need step >= {row} and '
-                         f'{step * h} bytes)')
-    dtype = np.dtype(typestr).newbyteorder('>' if msg.is_bigendian else '<')
-    data = np.frombuffer(memoryview(msg.data).cast('B'), np.uint8)
-    img = np.ndarray((h, w, nchan), dtype=dtype, buffer=data,
-                     strides=(step, nchan * itemsize, itemsize)).astype(typestr)
-    if nchan == 1:
-        img = img[:, :, 0]
-    try:
-        rgb = rbimage.convert_color(img, msg.encoding, 'rgb8')
-    except (rbimage.ImageError, cv2.error) as err:
-        raise InputError('conversion', f'image encoding {msg.encoding!r} cannot be converted '
-                         f'to rgb8: {err}') from None
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
-
-
-def detections_to_boxes(msg: Any) -> list[Box2D]:
-    """vision_msgs/Detection2DArray -> list of Box2D (best hypothesis as class and score).
-
-    Boxes are passed on as they are (NaN or empty ones too): the pipeline skips bad boxes
-    and says why.
-    """
-    boxes = []
-    for det in msg.detections:
-        class_id, score = '', 1.0
-        if det.results:
-            best = max(det.results, key=lambda r: r.hypothesis.score)
-            class_id, score = str(best.hypothesis.class_id), float(best.hypothesis.score)
-        c = det.bbox.center.position
-        boxes.append(Box2D.from_center(float(c.x), float(c.y), float(det.bbox.size_x),
-                                       float(det.bbox.size_y), class_id=class_id,
-                                       score=score, detection_id=det.id or None))
-    return boxes
-
-
-def no_detector_box(width: int, height: int, mode: str, fraction: float,
-                    class_id: str) -> Box2D:
-    """The box of the no-detector mode: the whole image or a centred box."""
-    if mode == 'full':
-        return Box2D(0.0, 0.0, width - 1.0, height - 1.0, class_id=class_id)
-    return Box2D.from_center((width - 1) / 2.0, (height - 1) / 2.0, width * fraction,
-                             height * fraction, class_id=class_id)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,46 @@ class NodeStats:
             return out
 
 
+class ImageLossMonitor:
+    """Notices images lost on the way to the node (e.g. raw images too large for the DDS
+    transport): a camera driver publishes one camera_info per image and a detector one
+    detection array per image, so when those keep arriving and fewer images do, images are
+    being lost before the node sees them.
+
+    Fed the running totals at every diagnostics report; looks back over `window_s`.
+    """
+
+    def __init__(self, window_s: float = 5.0, min_messages: int = 20,
+                 max_loss: float = 0.05) -> None:
+        self.window_s = float(window_s)
+        self.min_messages = int(min_messages)
+        self.max_loss = float(max_loss)
+        self._history: deque[tuple[float, float, float, float]] = deque()
+
+    def update(self, now_s: float, images: float, camera_infos: float,
+               detections: float) -> str | None:
+        """None, or a message that says how many images were lost and what to do."""
+        self._history.append((now_s, images, camera_infos, detections))
+        while len(self._history) > 2 and now_s - self._history[1][0] >= self.window_s:
+            self._history.popleft()
+        t0, img0, info0, det0 = self._history[0]
+        d_img, d_info, d_det = images - img0, camera_infos - info0, detections - det0
+        expected = max(d_info, d_det)
+        if expected < self.min_messages or d_img >= (1.0 - self.max_loss) * expected:
+            return None
+        source = 'camera_info' if d_info >= d_det else 'detection arrays'
+        return (f'images are being lost before they reach the node: {expected:.0f} {source} '
+                f'but {d_img:.0f} images in the last {now_s - t0:.1f} s '
+                f'({1.0 - d_img / expected:.0%} lost). Raw images over Fast DDS need larger '
+                'transport buffers: export FASTDDS_DEFAULT_PROFILES_FILE=<perception_3dinn '
+                'share>/config/fastdds_large_images.xml for the camera driver and this node, '
+                'subscribe reliably (input.image_qos_reliability), or use compressed images '
+                '(input.compressed)')
+
+    def reset(self) -> None:
+        self._history.clear()
+
+
 def diagnostic_array(stamp: Any, node_name: str, hardware_id: str, level_message: tuple[int, str],
                      values: dict[str, float | str]) -> DiagnosticArray:
     """One DiagnosticStatus named after the node, with `values` as key/value pairs."""
@@ -69,10 +109,14 @@ def diagnostic_array(stamp: Any, node_name: str, hardware_id: str, level_message
     return arr
 
 
-def assess(values: dict[str, float], active: bool) -> tuple[int, str]:
-    """(level, message) of the node's health from a snapshot of `NodeStats`."""
+def assess(values: dict[str, float], active: bool,
+           image_loss: str | None = None) -> tuple[int, str]:
+    """(level, message) of the node's health from a snapshot of `NodeStats` (and the
+    `ImageLossMonitor`'s message, if any)."""
     if not active:
         return _level('WARN'), 'inactive'
+    if image_loss:
+        return _level('WARN'), image_loss
     if values.get('rate_hz.image', 0.0) <= 0.0:
         return _level('WARN'), 'no images received'
     if values.get('rate_hz.processed', 0.0) <= 0.0:

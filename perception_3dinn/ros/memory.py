@@ -1,4 +1,7 @@
-"""Keep image-sized receive buffers in the heap (glibc), for lower image transport latency.
+"""The node's memory: its RSS for /diagnostics, and image-sized buffers kept in the heap.
+
+`keep_large_buffers` keeps image-sized receive buffers in the heap (glibc), for lower image
+transport latency.
 
 Every image a subscriber takes passes through freshly allocated buffers of its size. With
 glibc's defaults, a 640x480 rgb8 image (921 KB) is above the allocation size that glibc
@@ -32,3 +35,24 @@ def keep_large_buffers(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return (mallopt(M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
             and mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now, MB (NaN where /proc is missing)."""
+    import os
+
+    try:
+        with open('/proc/self/statm') as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float('nan')
+    return pages * os.sysconf('SC_PAGE_SIZE') / 1e6
+
+
+def peak_rss_mb() -> float:
+    """Largest resident set size this process ever had, MB (getrusage; NaN where missing)."""
+    try:
+        import resource
+    except ImportError:
+        return float('nan')
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux

@@ -152,6 +152,15 @@ PARAMS: tuple[ParamSpec, ...] = (
               'a stamp this much older than the last one is a clock jump (bag loop): '
               'reset all tracks; smaller steps back are dropped as out of order, seconds',
               0.0, 3600.0),
+    ParamSpec('input.max_stamp_ahead_s', 600.0,
+              'an image stamp this much newer than the last accepted one is dropped (one '
+              'stamp from the far future would make every later frame a jump back), until '
+              '3 such stamps in a row confirm that the clock moved forward; 0: no check, '
+              'seconds', 0.0, 1e9),
+    ParamSpec('input.max_image_pixels', 4096 * 4096,
+              'largest image (width x height) accepted: a camera_info announcing more is '
+              'rejected, and no image is decoded unless its header matches the camera_info '
+              'size, pixels', 1, 2 ** 31),
     ParamSpec('input.image_qos_reliability', 'best_effort',
               'reliability of the image and camera_info subscriptions (sensor data: '
               'best_effort)', choices=RELIABILITY),

@@ -19,10 +19,15 @@ class PairerStats:
         pairs: image/detections pairs made.
         unmatched: items dropped because no partner came within the slop (or the queue
             overflowed).
+        near_misses: dropped images that had detections within `near_ns` but beyond the slop
+            (a detector stamping its detections a little off its images).
+        last_near_miss_ns: how far the nearest partner of the latest near miss was.
     """
 
     pairs: int = 0
     unmatched: int = 0
+    near_misses: int = 0
+    last_near_miss_ns: int = 0
 
 
 class StampPairer:
@@ -30,17 +35,22 @@ class StampPairer:
 
     Each side keeps its last `queue_size` unmatched items. When an item arrives, the closest
     item of the other side within the slop makes a pair; everything older than that pair on
-    either side can no longer be matched and is dropped (counted in `stats.unmatched`).
+    either side can no longer be matched and is dropped (counted in `stats.unmatched`, and
+    in `stats.near_misses` when the item's nearest partner was within `near_ns`: by default
+    ten times the slop, at least 0.1 s).
     """
 
-    def __init__(self, slop_ns: int, queue_size: int = 5) -> None:
+    def __init__(self, slop_ns: int, queue_size: int = 5, near_ns: int | None = None) -> None:
         if slop_ns < 0 or queue_size < 1:
             raise ValueError(f'need slop_ns >= 0 and queue_size >= 1, got {slop_ns}, '
                              f'{queue_size}')
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
-        self._queues: dict[str, deque[tuple[int, Any]]] = {
-            'image': deque(), 'detections': deque()}
+        self.near_ns = int(near_ns) if near_ns is not None else max(10 * self.slop_ns,
+                                                                     100_000_000)
+        # Waiting items: [stamp, item, distance to the nearest item of the other side seen
+        # while it waited, or None].
+        self._queues: dict[str, deque[list[Any]]] = {'image': deque(), 'detections': deque()}
         self.stats = PairerStats()
         self._lock = threading.Lock()
 
@@ -77,29 +87,38 @@ class StampPairer:
         with self._lock:
             candidates = self._queues[other]
             best = None
-            for k, (s, _) in enumerate(candidates):
+            for k, (s, _, _) in enumerate(candidates):
                 d = abs(s - stamp_ns)
                 if d <= self.slop_ns and (best is None or d < best[0]):
                     best = (d, k)
-            if best is None:
-                own = self._queues[side]
-                own.append((stamp_ns, item))
-                while len(own) > self.queue_size:
-                    own.popleft()
-                    self.stats.unmatched += 1
-                return None
-            s_other, partner = candidates[best[1]]
-            for _ in range(best[1] + 1):
-                candidates.popleft()
-            self.stats.unmatched += best[1]
             own = self._queues[side]
+            if best is None:
+                nearest = None
+                for waiting in candidates:  # both sides learn how near they came
+                    d = abs(waiting[0] - stamp_ns)
+                    waiting[2] = d if waiting[2] is None else min(waiting[2], d)
+                    nearest = d if nearest is None else min(nearest, d)
+                own.append([stamp_ns, item, nearest])
+                while len(own) > self.queue_size:
+                    self._drop(own.popleft(), side)
+                return None
+            s_other, partner, _ = candidates[best[1]]
+            for _ in range(best[1]):
+                self._drop(candidates.popleft(), other)
+            candidates.popleft()
             while own and own[0][0] <= stamp_ns:
-                own.popleft()
-                self.stats.unmatched += 1
+                self._drop(own.popleft(), side)
             self.stats.pairs += 1
             if side == 'image':
                 return stamp_ns, item, partner
             return s_other, partner, item
+
+    def _drop(self, waiting: list[Any], side: str) -> None:
+        self.stats.unmatched += 1
+        nearest = waiting[2]
+        if side == 'image' and nearest is not None and nearest <= self.near_ns:
+            self.stats.near_misses += 1
+            self.stats.last_near_miss_ns = int(nearest)
 
 
 class LatestSlot:
@@ -156,18 +175,40 @@ class LatestSlot:
 class StampGuard:
     """Classifies each image stamp against the last accepted one.
 
-    Returns from `check`: 'ok' (newer), 'duplicate' (same stamp), 'out_of_order' (older by
-    less than the jump threshold: dropped), 'jump' (older by at least the threshold: a clock
-    jump such as a bag loop; the caller resets its state and the stamp is accepted).
+    Returns from `check`:
+    - 'ok': newer, and less than `max_ahead_ns` ahead;
+    - 'duplicate': the same stamp (dropped);
+    - 'out_of_order': older by less than the jump threshold (dropped);
+    - 'jump': older by at least the threshold (a clock jump such as a bag loop: the caller
+      resets its state and the stamp is accepted);
+    - 'ahead': more than `max_ahead_ns` newer than the last accepted stamp (dropped, so one
+      stamp from the far future cannot make every later frame look like a jump back);
+    - 'jump_ahead': the `confirm`-th stamp in a row that is 'ahead' while each is newer than
+      the one before: the source's clock really moved forward; accepted, and the caller
+      resets its state as for a jump back.
+    `max_ahead_ns` <= 0 turns the forward check off.
     """
 
-    def __init__(self, jump_threshold_ns: int) -> None:
+    def __init__(self, jump_threshold_ns: int, max_ahead_ns: int = 0, confirm: int = 3) -> None:
         self.jump_threshold_ns = int(jump_threshold_ns)
+        self.max_ahead_ns = int(max_ahead_ns)
+        self.confirm = max(int(confirm), 1)
         self.last_ns: int | None = None
+        self._ahead: list[int] = []  # the 'ahead' stamps in a row, oldest first
 
     def check(self, stamp_ns: int) -> str:
         stamp_ns = int(stamp_ns)
         last = self.last_ns
+        if last is not None and self.max_ahead_ns > 0 and stamp_ns - last > self.max_ahead_ns:
+            if self._ahead and stamp_ns <= self._ahead[-1]:
+                self._ahead = []
+            self._ahead.append(stamp_ns)
+            if len(self._ahead) < self.confirm:
+                return 'ahead'
+            self._ahead = []
+            self.last_ns = stamp_ns
+            return 'jump_ahead'
+        self._ahead = []
         if last is None or stamp_ns > last:
             self.last_ns = stamp_ns
             return 'ok'
@@ -180,3 +221,4 @@ class StampGuard:
 
     def reset(self) -> None:
         self.last_ns = None
+        self._ahead = []
