@@ -38,7 +38,8 @@ def keep_large_buffers(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 
 
 
 def rss_mb() -> float:
-    """Resident set size of this process now, MB (NaN where /proc is missing)."""
+    """Resident set size of this process now, MB of 2**20 bytes as `ps` and bench/ report
+    it (NaN where /proc is missing)."""
     import os
 
     try:
@@ -46,13 +47,14 @@ def rss_mb() -> float:
             pages = int(f.read().split()[1])
     except (OSError, IndexError, ValueError):
         return float('nan')
-    return pages * os.sysconf('SC_PAGE_SIZE') / 1e6
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
 def peak_rss_mb() -> float:
-    """Largest resident set size this process ever had, MB (getrusage; NaN where missing)."""
+    """Largest resident set size this process ever had, MB of 2**20 bytes (getrusage; NaN
+    where missing)."""
     try:
         import resource
     except ImportError:
         return float('nan')
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

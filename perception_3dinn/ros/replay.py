@@ -229,11 +229,13 @@ class LiveReplay:
         raise TimeoutError(f'the node did not answer a frame within {timeout_s:.0f} s')
 
     def play(self, frames: Iterable[ReplayFrame], rate_hz: float, restamp: bool = True,
-             progress: Callable[[], None] | None = None) -> list[SentFrame]:
+             progress: Callable[[], None] | None = None,
+             stamp_shift_ns: int = 0) -> list[SentFrame]:
         """Publish frames at `rate_hz` (camera_info, detections, /tf, then the image).
 
-        With `restamp`, every header gets the current wall time, so receipt minus stamp is
-        the stamp-to-publish latency of the node plus transport.
+        With `restamp`, every header gets the current wall time minus `stamp_shift_ns`, so
+        receipt minus stamp (plus the shift) is the stamp-to-publish latency of the node plus
+        transport; a larger shift than before makes the stamps jump back, as a bag that loops.
         """
         sent = []
         period = 1.0 / rate_hz
@@ -243,7 +245,7 @@ class LiveReplay:
             if delay > 0:
                 time.sleep(delay)
             now = time.time_ns()
-            stamp = ns_to_stamp(now) if restamp else ns_to_stamp(frame.stamp_ns)
+            stamp = ns_to_stamp(now - stamp_shift_ns if restamp else frame.stamp_ns)
             if frame.camera_info is not None:
                 frame.camera_info.header.stamp = stamp
                 self.pub_info.publish(frame.camera_info)
@@ -262,6 +264,12 @@ class LiveReplay:
             if progress is not None:
                 progress()
         return sent
+
+    def take_recording(self) -> Recording:
+        """What was recorded so far; the recording starts afresh (for long runs)."""
+        with self._lock:
+            taken, self.recording = self.recording, Recording()
+        return taken
 
     def drain(self, idle_s: float = 1.5, max_s: float = 20.0) -> None:
         """Wait until no per-frame output arrived for `idle_s` (at most `max_s`)."""
