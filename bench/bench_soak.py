@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+import signal
 import sys
 import time
 
@@ -190,6 +191,8 @@ def main() -> None:
     parser.add_argument('--domain', type=int, default=160 + os.getpid() % 20)
     parser.add_argument('--out', type=Path, default=RESULTS, help='folder for the tables')
     args = parser.parse_args()
+    # A stopped soak (SIGTERM, e.g. `timeout`) still stops its node (the finally above).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit('bench_soak: terminated'))
     os.environ['ROS_DOMAIN_ID'] = str(args.domain)
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('OMP_NUM_THREADS', '1')

@@ -6,6 +6,8 @@ Usage:
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info \\
         detections_topic:=/yolo/detections backend:=tensorrt rviz:=true
 
+The node gets config/fastdds_large_images.xml as its Fast DDS profile unless
+FASTDDS_DEFAULT_PROFILES_FILE is set (the camera driver needs the same for raw images).
 The node configures and activates itself (parameter autostart in the config file); set
 autostart to false there to leave the transitions to a lifecycle manager.
 Show all arguments: ros2 launch perception_3dinn chair_detector.launch.py --show-args
@@ -14,7 +16,7 @@ Show all arguments: ros2 launch perception_3dinn chair_detector.launch.py --show
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.launch_description import LaunchDescription
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
@@ -64,6 +66,11 @@ def generate_launch_description() -> LaunchDescription:
                                                value_type=bool),
             },
         ],
+        # Raw camera images exceed Fast DDS's default shared-memory segment and are lost on a
+        # best-effort subscription: the shipped profile applies unless the user set one.
+        additional_env={'FASTDDS_DEFAULT_PROFILES_FILE': EnvironmentVariable(
+            'FASTDDS_DEFAULT_PROFILES_FILE',
+            default_value=PathJoinSubstitution([share, 'config', 'fastdds_large_images.xml']))},
         remappings=[
             ('camera/image_raw', image),
             ('camera/image_raw/compressed', [image, '/compressed']),

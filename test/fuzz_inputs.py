@@ -9,7 +9,7 @@ last valid one or ignored). Seeded: the same seed makes the same messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 import math
 from typing import Any
@@ -206,20 +206,19 @@ CLASSES: tuple[FuzzClass, ...] = (
 )
 
 
-def mixed(seed: int, n: int, t0: float, dt: float = 0.01) -> list[tuple[str, Frame]]:
-    """`n` frames of randomly chosen classes (and random garbage on top), stamps from `t0`."""
+def mixed(seed: int, n: int, t0: float, dt: float = 0.01) -> Iterator[tuple[str, Frame]]:
+    """`n` frames of randomly chosen classes (and random garbage on top), stamps from `t0`
+    (made one at a time: a long fuzz never holds them all)."""
     rng = np.random.default_rng(seed)
     extra = (_garbage_image, _garbage_info, _garbage_detections)
-    out = []
     for k in range(n):
         t = t0 + k * dt
         if rng.random() < 0.75:
             cls = CLASSES[int(rng.integers(len(CLASSES)))]
-            out.append((cls.name, cls.make(t, rng)))
+            yield cls.name, cls.make(t, rng)
         else:
             make = extra[int(rng.integers(len(extra)))]
-            out.append((make.__name__, make(t, rng)))
-    return out
+            yield make.__name__, make(t, rng)
 
 
 def _garbage_image(t: float, rng: np.random.Generator) -> Frame:

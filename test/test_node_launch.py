@@ -100,6 +100,16 @@ def test_rviz_topics_follow_the_launch_arguments() -> None:
     assert "image = LaunchConfiguration('image_topic')" in LAUNCH.read_text()
 
 
+def test_launch_gives_the_node_the_shipped_fast_dds_profile() -> None:
+    """Unless the user set one: raw images are lost with Fast DDS's default segment size."""
+    node = _calls(ast.parse(LAUNCH.read_text()), 'LifecycleNode')[0]
+    env = _kw(node, 'additional_env')
+    assert [k.value for k in env.keys] == ['FASTDDS_DEFAULT_PROFILES_FILE']
+    default = _kw(env.values[0], 'default_value')
+    assert 'fastdds_large_images.xml' in ast.unparse(default)
+    assert (REPO / 'config' / 'fastdds_large_images.xml').is_file()
+
+
 def test_docs_parameter_table_matches_the_declarations() -> None:
     """docs/node.md's table: every declared parameter, in order, with its type, code default,
     allowed range or choices and description exactly as params.py declares them."""
