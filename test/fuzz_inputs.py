@@ -54,28 +54,25 @@ def good(t: float) -> Frame:
     return Frame(t, image_msg(t), camera_info_msg(t), detections_msg(t))
 
 
-def _with_info(change: Callable[[CameraInfo], None]) -> Callable[..., Frame]:
+def _changed(part: str, change: Callable[[Any], None]) -> Callable[..., Frame]:
+    """A good frame whose `part` ('image', 'info' or 'detections') `change` breaks."""
     def make(t: float, rng: np.random.Generator) -> Frame:
         f = good(t)
-        change(f.info)
+        change(getattr(f, part))
         return f
     return make
+
+
+def _with_info(change: Callable[[CameraInfo], None]) -> Callable[..., Frame]:
+    return _changed('info', change)
 
 
 def _with_image(change: Callable[[Image], None]) -> Callable[..., Frame]:
-    def make(t: float, rng: np.random.Generator) -> Frame:
-        f = good(t)
-        change(f.image)
-        return f
-    return make
+    return _changed('image', change)
 
 
 def _with_detections(change: Callable[[Detection2DArray], None]) -> Callable[..., Frame]:
-    def make(t: float, rng: np.random.Generator) -> Frame:
-        f = good(t)
-        change(f.detections)
-        return f
-    return make
+    return _changed('detections', change)
 
 
 def _set_k(**entries: float) -> Callable[[CameraInfo], None]:

@@ -21,7 +21,7 @@ from perception_3dinn.skeleton import Category
 # Outputs published first, as soon as they are built: what a grasping pipeline waits for.
 PRIMARY_OUTPUTS = frozenset({'objects', 'tf'})
 # Image InputError kinds counted apart from total.bad.image.
-_IMAGE_ERROR_COUNTERS = {'size': 'bad.camera_info_size', 'too_large': 'bad.image_too_large'}
+_IMAGE_ERROR_COUNTERS = {'size': 'bad.camera_info_size'}
 
 
 class NodeFrames:
