@@ -10,7 +10,9 @@ if [ -n "${VIRTUAL_ENV:-}" ] && [ "$(type -t deactivate)" = function ]; then
   case "$VIRTUAL_ENV" in "$_p3_root"/.venv* | "${P3_ENV_ROOT:-/nonexistent}"/.venv*) deactivate ;; esac
 fi
 p3_leave_env "$_p3_root"
-if _p3_flavour="$(p3_flavour "${PYTHON:-python3}")"; then
+# Returns 2 (a message printed) for an unknown ROS_WHEELS.
+_p3_env() {
+  _p3_flavour="$(p3_flavour "${PYTHON:-python3}")" || return 2
   if [ -x "$_p3_root/.venv-$_p3_flavour/bin/python" ]; then
     # shellcheck disable=SC1091
     . "$_p3_root/.venv-$_p3_flavour/bin/activate"
@@ -30,8 +32,11 @@ if _p3_flavour="$(p3_flavour "${PYTHON:-python3}")"; then
     *) _p3_setup="ROS_WHEELS=$_p3_flavour make setup" ;;
   esac
   if [ -f "$_p3_root/install-$_p3_flavour/setup.bash" ]; then
+    # colcon's setup.bash reads unset variables: not under a caller's `set -u`.
+    case $- in *u*) set +u; _p3_nounset=1 ;; *) _p3_nounset='' ;; esac
     # shellcheck disable=SC1091
     . "$_p3_root/install-$_p3_flavour/setup.bash"
+    if [ -n "$_p3_nounset" ]; then set -u; fi
     export P3_ENV_ROOT="$_p3_root" P3_ENV_FLAVOUR="$_p3_flavour"
     if [ "$(readlink "$_p3_root/install" 2>/dev/null)" != "install-$_p3_flavour" ]; then
       echo "perception_3dinn: this shell has $_p3_flavour, but install/ points at" \
@@ -41,6 +46,9 @@ if _p3_flavour="$(p3_flavour "${PYTHON:-python3}")"; then
   else
     echo "perception_3dinn: no $_p3_flavour workspace built yet; run '$_p3_setup' first" >&2
   fi
-fi
+}
+if _p3_env; then _p3_rc=0; else _p3_rc=2; fi
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
-unset _p3_root _p3_flavour _p3_setup
+unset -f _p3_env
+unset _p3_root _p3_flavour _p3_setup _p3_nounset
+[ "$_p3_rc" = 0 ] && unset _p3_rc || return 2
