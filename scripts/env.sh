@@ -7,7 +7,9 @@ _p3_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/distro.sh
 . "$_p3_root/scripts/distro.sh"
 if [ -n "${VIRTUAL_ENV:-}" ] && [ "$(type -t deactivate)" = function ]; then
-  case "$VIRTUAL_ENV" in "$_p3_root"/.venv* | "${P3_ENV_ROOT:-/nonexistent}"/.venv*) deactivate ;; esac
+  case "$VIRTUAL_ENV" in
+    "$_p3_root"/.venv* | "${P3_ENV_ROOT:-/nonexistent}"/.venv*) deactivate ;;
+  esac
 fi
 p3_leave_env "$_p3_root"
 # Returns 2 (a message printed) for an unknown ROS_WHEELS.

@@ -101,7 +101,8 @@ else
   fi
   mkdir -p "$VSTAMPS"
   PY="$VENV/bin/python"
-  if [ "$FLAVOUR" = jazzy ]; then ROS_PKGS=("${JAZZY_PKGS[@]}"); else ROS_PKGS=("${KILTED_PKGS[@]}"); fi
+  ROS_PKGS=("${KILTED_PKGS[@]}")
+  if [ "$FLAVOUR" = jazzy ]; then ROS_PKGS=("${JAZZY_PKGS[@]}"); fi
   ros_hash="$(printf '%s\n' "$FLAVOUR" "${ROS_PKGS[@]}" | sha256sum | cut -c1-16)"
   if [ "$(cat "$VSTAMPS/ros_wheels" 2>/dev/null)" != "$ros_hash" ]; then
     log "installing ROS 2 ${FLAVOUR^} wheels from PyPI into $VENV (about 180 MB)"
@@ -117,7 +118,7 @@ else
     echo "$ros_hash" > "$VSTAMPS/ros_wheels"
   fi
 fi
-mkdir -p "$VSTAMPS"
+mkdir -p "$VSTAMPS"  # (a system-site venv keeps its requirements stamp here too)
 ln -sfn ".venv-$FLAVOUR" .venv
 
 req_hash="$(hash_of requirements.txt)"
@@ -166,5 +167,6 @@ if [ "$(cat "$STAMPS/colcon" 2>/dev/null)" != "$src_hash" ] || [ ! -f "$INSTALL/
   echo "$src_hash" > "$STAMPS/colcon"
 fi
 ln -sfn "install-$FLAVOUR" install
-if [ "$MODE" = venv ]; then next="ROS_WHEELS=$FLAVOUR source scripts/env.sh"; else next='source scripts/env.sh'; fi
+next='source scripts/env.sh'
+if [ "$MODE" = venv ]; then next="ROS_WHEELS=$FLAVOUR $next"; fi
 log "ready ($FLAVOUR: .venv -> .venv-$FLAVOUR, install -> $INSTALL). Next: $next"
