@@ -58,7 +58,8 @@ if ! python -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get
   say "but its accuracy numbers are meaningless until a trained model is exported there."
 fi
 
-NODE_EXE="$ROOT/install/perception_3dinn/lib/perception_3dinn/chair_detector"
+# The sourced workspace's node (install-<distro>/ here), found as `ros2 run` finds it.
+NODE_EXE="$(python -c 'from perception_3dinn.ros.distro import node_executable as e; print(e())')"
 say "starting chair_detector (ROS_DOMAIN_ID=$ROS_DOMAIN_ID, model $MODEL), log $EVAL/node.log"
 "$NODE_EXE" --ros-args --params-file "$ROOT/config/chair_detector.yaml" \
   -p autostart:=true -p input.compressed:=true -p "model.manifest:=$MODEL" \

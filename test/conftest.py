@@ -43,15 +43,34 @@ def ros_env(ros_domain_id: int) -> dict[str, str]:
 
 @pytest.fixture(scope='session')
 def install_prefix() -> Path:
-    """The colcon install folder of this checkout (built by `make setup`)."""
-    prefix = REPO / 'install'
+    """The colcon install folder of the sourced workspace (`make setup` builds this
+    checkout's install-<distro>; the ament index says which one this environment has)."""
+    from ament_index_python.packages import PackageNotFoundError
+
+    from perception_3dinn.ros.distro import install_prefix as package_prefix
+
+    try:
+        prefix = package_prefix().parent
+    except PackageNotFoundError:
+        pytest.fail('perception_3dinn is not installed in this environment: run `make setup` '
+                    'and `source scripts/env.sh` (make test does both)')
     if not (prefix / 'setup.bash').exists():
-        pytest.fail('no colcon install found: run `make setup` (make test does it)')
+        pytest.fail(f'no colcon install at {prefix}: run `make setup` (make test does it)')
     return prefix
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return f'ROS_DOMAIN_ID={_DOMAIN_ID} python={sys.executable}'
+def _distro_line() -> str:
+    try:
+        from perception_3dinn.ros.distro import rclpy_version, ros_distro
+
+        version = rclpy_version()
+        return f'ROS 2 {ros_distro()} ({"rclpy " + version + " wheels" if version else "install"})'
+    except Exception as exc:  # noqa: BLE001 - the header must not stop the run
+        return f'ROS 2 distribution unknown ({exc})'
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [_distro_line(), f'ROS_DOMAIN_ID={_DOMAIN_ID} python={sys.executable}']
 
 
 @pytest.fixture(scope='session')

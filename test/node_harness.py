@@ -40,10 +40,10 @@ from vision_msgs.msg import (
 )
 from visualization_msgs.msg import MarkerArray
 
+from perception_3dinn.ros.distro import node_executable
 from perception_3dinn_msgs.msg import ObjectStructureArray, SkeletonInfo, VoxelGridArray
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTABLE = REPO / 'install' / 'perception_3dinn' / 'lib' / 'perception_3dinn' / 'chair_detector'
 CONFIG = REPO / 'config' / 'chair_detector.yaml'
 WIDTH, HEIGHT = 320, 240
 FRAME = 'camera_optical_frame'
@@ -75,7 +75,7 @@ class NodeProcess:
     """The chair_detector executable in a subprocess, with its output kept line by line."""
 
     def __init__(self, env: dict[str, str], *params: str) -> None:
-        args = [str(EXECUTABLE), '--ros-args', '--params-file', str(CONFIG)]
+        args = [str(node_executable()), '--ros-args', '--params-file', str(CONFIG)]
         for p in params:
             args += ['-p', p]
         self.lines: list[str] = []

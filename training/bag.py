@@ -305,8 +305,10 @@ def start_node(manifest: Path | None, backend: str, compressed: bool, log_path: 
     Args:
         extra_params: more `name:=value` parameter overrides.
     """
-    exe = REPO / 'install' / 'perception_3dinn' / 'lib' / 'perception_3dinn' / 'chair_detector'
-    args = [str(exe), '--ros-args', '--params-file', str(REPO / 'config' / 'chair_detector.yaml'),
+    from perception_3dinn.ros.distro import node_executable
+
+    args = [str(node_executable()), '--ros-args',
+            '--params-file', str(REPO / 'config' / 'chair_detector.yaml'),
             '-p', 'autostart:=true', '-p', f'model.backend:={backend}',
             '-p', f'input.compressed:={"true" if compressed else "false"}']
     if manifest is not None:

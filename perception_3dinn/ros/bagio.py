@@ -3,7 +3,10 @@
 Messages are serialised with rclpy (CDR, exactly what DDS carries) and written with the
 message definitions of the installed packages, so the bags open in Foxglove, RViz
 (`ros2 bag play`) and `rosbags` alike. Custom packages (vision_msgs, perception_3dinn_msgs)
-are registered in the rosbags type store from their installed .msg files.
+are registered in the rosbags type store from their installed .msg files. The standard
+definitions come from rosbags' store of the running distribution (`distro.ros_distro()`), so a
+bag written under Jazzy carries Jazzy's definitions and type hashes, one under Kilted Kilted's;
+a reader decodes by the definitions stored in the bag, so each distribution reads the other's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from ament_index_python.packages import get_package_share_directory, PackageNotF
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.rosbag2 import Reader, Writer
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
+
+from perception_3dinn.ros.distro import ros_distro
 
 # Topics of the demo bag and of the node's outputs.
 IMAGE_TOPIC = '/camera/image_raw'
@@ -35,6 +40,13 @@ OUTPUT_TOPICS = {
     '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
 }
 _EXTRA_PACKAGES = ('vision_msgs', 'perception_3dinn_msgs', 'tf2_msgs')
+# rosbags' type store of each distribution; a newer one than rosbags knows gets its latest.
+TYPESTORES = {
+    'humble': Stores.ROS2_HUMBLE,
+    'iron': Stores.ROS2_IRON,
+    'jazzy': Stores.ROS2_JAZZY,
+    'kilted': Stores.ROS2_KILTED,
+}
 
 
 def type_name(msg_or_cls: Any) -> str:
@@ -49,9 +61,10 @@ def message_class(name: str) -> type:
     return getattr(importlib.import_module(f'{pkg}.msg'), cls)
 
 
-def make_typestore() -> Any:
-    """rosbags type store (Kilted) plus the installed definitions of our extra packages."""
-    store = get_typestore(Stores.ROS2_KILTED)
+def make_typestore(distro: str | None = None) -> Any:
+    """rosbags type store of `distro` (default: the running distribution) plus the installed
+    definitions of our extra packages."""
+    store = get_typestore(TYPESTORES.get(distro or ros_distro(), Stores.LATEST))
     types: dict = {}
     for pkg in _EXTRA_PACKAGES:
         try:
