@@ -75,7 +75,8 @@ def soak(args: argparse.Namespace) -> dict:
         make_demo(DEMO_BAG, seed=7, frames=90, width=640, fps=15.0, compressed=True,
                   noise=DetectionNoise())
     frames = load_frames(DEMO_BAG)
-    log = args.out / 'bench_soak_node.log'
+    log = REPO / 'out' / 'bench' / 'bench_soak_node.log'
+    log.parent.mkdir(parents=True, exist_ok=True)
     proc = start_node(None, 'onnxruntime', True, log, ['pose.floor_frame:=floor'])
     replay = LiveReplay(compressed=True, topics=('/chair_detector/objects', '/tf',
                                                  '/diagnostics'))
