@@ -4,7 +4,8 @@ Usage:
     ros2 launch perception_3dinn chair_detector.launch.py
     ros2 launch perception_3dinn chair_detector.launch.py \\
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info \\
-        detections_topic:=/yolo/detections backend:=tensorrt rviz:=true
+        detections_topic:=/yolo/detections backend:=tensorrt rviz:=true \\
+        floor_frame:=base_link
 
 The node gets config/fastdds_large_images.xml as its Fast DDS profile unless
 FASTDDS_DEFAULT_PROFILES_FILE is set (the camera driver needs the same for raw images).
@@ -46,6 +47,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               choices=['true', 'false'],
                               description='use /clock (replaying a bag with --clock)'),
+        DeclareLaunchArgument('floor_frame', default_value='base_footprint',
+                              description='TF frame whose z = 0 plane is the floor (z up): '
+                                          'fixes the metric scale much better than the size '
+                                          "model alone; '' to go without (the node warns "
+                                          'while the frame is missing from TF)'),
         DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
                               description='also start RViz with rviz/chair_detector.rviz'),
     ]
@@ -60,6 +66,7 @@ def generate_launch_description() -> LaunchDescription:
             LaunchConfiguration('config'),
             {
                 'model.backend': LaunchConfiguration('backend'),
+                'pose.floor_frame': LaunchConfiguration('floor_frame'),
                 'input.compressed': ParameterValue(LaunchConfiguration('compressed'),
                                                    value_type=bool),
                 'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),

@@ -126,9 +126,15 @@ def test_matching_and_accuracy_on_known_errors(tmp_path: Path) -> None:
     p = preds[0][0]
     p.t = p.t + np.array([0.3, 0.0, 0.0])
     p.R = p.R @ Rotation.from_euler('z', 10, degrees=True).as_matrix()
-    acc = accuracy(preds, gts)
+    acc = accuracy(preds, gts, (320, 240))
     errors = sorted(acc['per_object']['geodesic_deg'])
     assert errors == pytest.approx([0.0, 10.0], abs=1e-4)
+    # binned: every matched object once per attribute; the shifted one's rotation error
+    # is in the bins' medians
+    table = acc['binned']
+    for name in ('distance_m', 'box_height_px', 'truncation', 'occlusion', 'view'):
+        assert sum(r['count'] for r in table[name]) == 2, name
+    assert table['all']['rotation_median_deg'] == pytest.approx(5.0, abs=1e-3)
     assert max(acc['per_object']['translation_m']) == pytest.approx(0.3)
     # Without a detection id, matching falls back to box overlap.
     p.detection_id = ''
@@ -197,7 +203,11 @@ def test_evaluate_offline_writes_metrics(tmp_path: Path) -> None:
     assert metrics['offline_without_floor']['frames_with_floor'] == 0
     assert "floor from TF frame 'floor'" in summary(result)
     assert off['accuracy']['ground_truth_objects'] >= 4
-    for name in ('latency.png', 'errors.png', 'annotated.mp4'):
+    binned = off['accuracy']['binned']
+    assert binned['all']['count'] == off['accuracy']['matched']
+    assert 0.0 <= binned['all']['inside_1sigma'] <= 1.0  # the pipeline's covariance is read
+    for name in ('latency.png', 'errors.png', 'annotated.mp4', 'binned_offline.png',
+                 'binned_offline.md'):
         assert (tmp_path / 'eval' / name).stat().st_size > 0
     assert 'offline' in summary(result)
 

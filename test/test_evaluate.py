@@ -97,7 +97,12 @@ def test_evaluate_end_to_end(tmp_path, tiny_root, tiny_data, category):
     saved = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
     assert saved['count'] == 8
     assert set(saved['methods']) == {'3d-inn', 'pnp-mean-shape', 'optimisation'}
-    for name in ('evaluation.png', 'failures.png', 'per_sample.npz'):
+    # the binned tables count every sample once per attribute
+    for name in ('distance_m', 'box_height_px', 'truncation', 'occlusion', 'view'):
+        assert sum(r['count'] for r in saved['binned'][name]) == 8, name
+    assert saved['binned']['all']['count'] == 8
+    for name in ('evaluation.png', 'failures.png', 'per_sample.npz', 'binned.png',
+                 'binned.md'):
         assert (tmp_path / 'out' / name).is_file()
     # The reported PCK equals an independent recount from the saved keypoints.
     per = np.load(tmp_path / 'out' / 'per_sample.npz')

@@ -90,6 +90,16 @@ def test_one_frame_gives_every_output_with_its_stamp(harness: Harness) -> None:
     assert len(grid.data) == grid.size_x * grid.size_y * grid.size_z > 0
     det = out['detections3d'].detections[0]
     assert det.results[0].hypothesis.class_id == 'chair'
+    # the pose covariance: the same in both messages, symmetric, positive definite, and its
+    # range standard deviation a plausible fraction of the distance
+    cov = np.array(det.results[0].pose.covariance).reshape(6, 6)
+    np.testing.assert_array_equal(cov, np.array(obj.pose_covariance).reshape(6, 6))
+    np.testing.assert_allclose(cov, cov.T)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+    p = obj.pose.position
+    t_obj = np.array([p.x, p.y, p.z])
+    u = t_obj / np.linalg.norm(t_obj)
+    assert 0.005 < np.sqrt(u @ cov[:3, :3] @ u) / np.linalg.norm(t_obj) < 2.0
     namespaces = {m.ns for m in out['markers'].markers}
     assert {'skeleton', 'keypoints', 'labels'} <= namespaces
     assert all(m.header.frame_id == FRAME for m in out['markers'].markers)

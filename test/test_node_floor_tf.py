@@ -104,7 +104,8 @@ def test_floor_from_tf_matches_the_pipeline_given_that_floor(
         got = np.array([out[0].pose.position.x, out[0].pose.position.y,
                         out[0].pose.position.z])
         np.testing.assert_allclose(got, t_none, rtol=1e-3, atol=1e-4)
-        harness.wait_for(lambda: "no floor for this image (pose.floor_frame 'floor'"
+        # the floor frame was never in TF: the node says so, and how to fix it
+        harness.wait_for(lambda: "pose.floor_frame 'floor' is not in TF"
                          in node.log_since(mark))
 
         # the camera's pose in the floor frame at the image stamp, as a robot's TF gives it

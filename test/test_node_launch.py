@@ -44,6 +44,9 @@ def test_launch_file_is_thin_and_documented() -> None:
     for a in args:
         desc = _kw(a, 'description')
         assert desc is not None, a.args[0].value
+    floor = next(a for a in args if a.args[0].value == 'floor_frame')
+    assert _kw(floor, 'default_value').value == 'base_footprint'
+    assert "'pose.floor_frame': LaunchConfiguration('floor_frame')" in source
     backend = next(a for a in args if a.args[0].value == 'backend')
     choices = [e.value for e in _kw(backend, 'choices').elts]
     assert choices == ['onnxruntime', 'tensorrt', 'torch']

@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from training import binned
+from training.bag_accuracy import accuracy, match_objects  # noqa: F401 (public here)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BAG = REPO / 'out' / 'demo' / 'chair_demo'
 DEFAULT_EVAL = REPO / 'out' / 'demo' / 'eval'
@@ -169,68 +172,6 @@ def make_demo(out: Path, seed: int, frames: int, width: int, fps: float, compres
 # evaluate
 
 
-def match_objects(pred: list[Any], gt: list[Any]) -> list[tuple[Any, Any]]:
-    """Pairs (prediction, ground truth): same detection id, else the best box IoU > 0.3."""
-    from perception_3dinn.tracking import box_iou
-
-    pairs, used = [], set()
-    rest = []
-    gt_by_id = {str(g.track_id): g for g in gt}
-    for p in pred:
-        g = gt_by_id.get(p.detection_id) if p.detection_id else None
-        if g is not None and g.track_id not in used:
-            pairs.append((p, g))
-            used.add(g.track_id)
-        else:
-            rest.append(p)
-    free = [g for g in gt if g.track_id not in used]
-    if rest and free:
-        iou = box_iou(np.array([p.box for p in rest]), np.array([g.box for g in free]))
-        for i, p in enumerate(rest):
-            j = int(np.argmax(iou[i]))
-            if iou[i, j] > 0.3 and free[j].track_id not in used:
-                pairs.append((p, free[j]))
-                used.add(free[j].track_id)
-    return pairs
-
-
-def accuracy(frames_pred: list[list[Any]], frames_gt: list[list[Any]]) -> dict[str, Any]:
-    """Accuracy of per-frame predictions (ObjectRecord lists) against ground truth."""
-    from perception_3dinn import metrics
-
-    rot, trans, dist, kp_pred, kp_gt, vis, size = [], [], [], [], [], [], []
-    n_gt = sum(len(g) for g in frames_gt)
-    n_pred = sum(len(p) for p in frames_pred)
-    for pred, gt in zip(frames_pred, frames_gt):
-        for p, g in match_objects(pred, gt):
-            rot.append((p.R, g.R))
-            trans.append((p.t, g.t))
-            dist.append(float(np.linalg.norm(g.t)))
-            if p.keypoints_2d.shape == g.keypoints_2d.shape:
-                kp_pred.append(p.keypoints_2d)
-                kp_gt.append(g.keypoints_2d)
-                vis.append(g.confidences > 0.5)
-                size.append(max(g.box[2] - g.box[0], g.box[3] - g.box[1], 1.0))
-    out: dict[str, Any] = {'ground_truth_objects': n_gt, 'predicted_objects': n_pred,
-                           'matched': len(rot),
-                           'recall': len(rot) / n_gt if n_gt else float('nan')}
-    if not rot:
-        return out
-    R_p, R_g = np.array([r[0] for r in rot]), np.array([r[1] for r in rot])
-    t_p, t_g = np.array([t[0] for t in trans]), np.array([t[1] for t in trans])
-    geo = metrics.geodesic_error(R_p, R_g)
-    terr = metrics.translation_error(t_p, t_g)
-    out['rotation'] = metrics.summarise_angles(geo)
-    out['azimuth'] = metrics.summarise_angles(metrics.azimuth_error(R_p, R_g))
-    out['translation_m'] = {'median': float(np.median(terr)), 'mean': float(terr.mean())}
-    out['translation_rel_distance_median'] = float(np.median(terr / np.array(dist)))
-    if kp_pred:
-        out['pck@0.1'] = metrics.pck(np.array(kp_pred), np.array(kp_gt), np.array(size), 0.1,
-                                     np.array(vis))
-    out['per_object'] = {'geodesic_deg': np.degrees(geo).tolist(), 'translation_m': terr.tolist()}
-    return out
-
-
 def _percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -288,13 +229,15 @@ def evaluate_offline(frames: list[Any], manifest: Path | None, backend: str,
             track_id=int(o.track_id) if str(o.track_id).isdigit() else 0,
             detection_id=o.box.detection_id or '', score=o.score, R=o.R, t=o.t,
             structure=o.structure, keypoints_2d=o.keypoints_2d, confidences=o.confidences,
-            keypoints_3d=o.keypoints_3d, box=o.box.as_array()) for o in res.objects])
+            keypoints_3d=o.keypoints_3d, box=o.box.as_array(), covariance=o.covariance)
+            for o in res.objects])
         gts.append(records_from_msg(f.ground_truth) if f.ground_truth else [])
         results.append(res)
     pipe.close()
     return {'frames': len(frames), 'objects': sum(len(p) for p in preds),
             'floor_frame': floor_frame, 'frames_with_floor': floors,
-            'accuracy': accuracy(preds, gts), 'frame_ms': _percentiles(total_ms),
+            'accuracy': accuracy(preds, gts, _image_size(frames)),
+            'frame_ms': _percentiles(total_ms),
             'network_ms': _percentiles(network_ms), '_preds': preds, '_frame_ms': total_ms}
 
 
@@ -362,7 +305,8 @@ def evaluate_live(frames: list[Any], rate_hz: float, loops: int, out: Path,
     return {'frames_sent': len(sent), 'frames_answered': len(preds),
             'dropped': len(sent) - len(preds), 'rate_hz': rate_hz,
             'output_fps': len(preds) / duration if duration > 0 else float('nan'),
-            'latency_ms': _percentiles(latency), 'accuracy': accuracy(pred_frames, gt_frames),
+            'latency_ms': _percentiles(latency),
+            'accuracy': accuracy(pred_frames, gt_frames, _image_size(frames)),
             '_latency_by_index': per_frame_latency, '_preds_by_stamp': preds, '_sent': sent}
 
 
@@ -470,6 +414,12 @@ def annotated_video(path: Path, frames: list[Any], preds: list[list[Any]], fps: 
     return path
 
 
+def _image_size(frames: list[Any]) -> tuple[int, int] | None:
+    """(W, H) of a bag's camera_info, None without one."""
+    info = frames[0].camera_info if frames else None
+    return (int(info.width), int(info.height)) if info is not None else None
+
+
 def _public(d: dict | None) -> dict | None:
     if d is None:
         return None
@@ -521,6 +471,13 @@ def evaluate(bag: Path, out: Path, offline: bool, live: bool, start: bool, rate_
                  if i < len(off['_frame_ms'])]
         result['ros_overhead_ms'] = _percentiles(diffs)
     files = plots(out, off, liv)
+    for name, run in (('offline', off), ('live', liv)):
+        table = (run or {}).get('accuracy', {}).get('binned')
+        if table:
+            files.append(binned.plot(table, out / f'binned_{name}.png', f'{bag.name}, {name}'))
+            (out / f'binned_{name}.md').write_text(binned.markdown(table, f'{bag.name}, {name}')
+                                                   + '\n')
+            files.append(out / f'binned_{name}.md')
     cat = load_category('chair')
     if liv:
         preds_by_index = {s.index: liv['_preds_by_stamp'].get(s.stamp_ns, [])

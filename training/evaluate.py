@@ -33,6 +33,7 @@ from perception_3dinn import metrics
 from perception_3dinn.codec import HeatmapCodec
 from perception_3dinn.models import INN3D, load_checkpoint
 from perception_3dinn.skeleton import Category, load_category
+from training import binned
 from training.baselines import BaselineResult, fit_optimisation, pnp_mean_shape
 from training.inn_data import CropSampler
 
@@ -195,16 +196,39 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
             methods[method], per[method] = pose_metrics(
                 method, category, r.alpha, r.rotation, r.translation * category.size_prior_m,
                 data, gt_struct, r.ok)
+    table = binned_image_errors(data, R_inn, t_inn, per['3d-inn']['geodesic'])
     result = {'checkpoint': str(checkpoint), 'data': name, 'count': n,
               'category': category.name, 'pad': pad, 'keypoints_2d': res2d,
               'methods': methods, 'references': references,
-              'rmse_thresholds': metrics.RMSE_THRESHOLDS.tolist(), 'timings': timings}
+              'rmse_thresholds': metrics.RMSE_THRESHOLDS.tolist(), 'timings': timings,
+              'binned': table}
     (out / 'metrics.json').write_text(json.dumps(result, indent=1) + '\n')
     np.savez_compressed(out / 'per_sample.npz', keypoints=kp_img, confidence=conf,
                         **{f'{m}_{k}': v for m, d in per.items() for k, v in d.items()})
     plot_results(result, per, out)
     plot_failures(data, kp_img, per['3d-inn'], category, out)
+    binned.plot(table, out / 'binned.png', f'3D-INN (interpreter pose), {name}')
+    (out / 'binned.md').write_text(binned.markdown(table, f'3D-INN, {name}') + '\n')
     return result
+
+
+def binned_image_errors(data: dict, R: np.ndarray, t: np.ndarray,
+                        rotation_error: np.ndarray) -> dict:
+    """`training.binned` tables of a rendered benchmark's poses.
+
+    Images have no silhouette outside the frame, so truncation is the fraction of keypoints
+    outside the image and occlusion the fraction of in-image keypoints hidden: proxies of
+    the full-frame benchmark's silhouette fractions.
+    """
+    box = data['box'].astype(np.float64)
+    inimg = data['in_image'].astype(bool)
+    vis = data['visible'].astype(bool)
+    attrs = binned.view_attributes(data['R'], data['t'])
+    attrs['box_height_px'] = box[:, 3] - box[:, 1]
+    attrs['truncation'] = 1.0 - inimg.mean(1)
+    attrs['occlusion'] = 1.0 - vis.sum(1) / np.maximum(inimg.sum(1), 1)
+    errors = binned.pose_errors(R, t, data['R'], data['t'], rotation_error)
+    return binned.binned_errors(attrs, errors)
 
 
 def load_video_objects(root: str | Path, limit: int = 0, min_box_px: float = 12.0,
@@ -313,7 +337,14 @@ def plot_failures(data: dict, kp_img: np.ndarray, per: dict, category: Category,
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog='python -m training.evaluate', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--checkpoint', required=True, help='INN3D checkpoint (.pt)')
+    p.add_argument('--checkpoint', default=None,
+                   help='INN3D checkpoint (.pt); required except for full-frame scenes (there: '
+                        'run it with torch instead of the model\'s ONNX graph)')
+    p.add_argument('--model', default=None,
+                   help='scenes: model manifest run by the runtime pipeline (default: the '
+                        "packaged model of the data set's category)")
+    p.add_argument('--floor', action='store_true',
+                   help='scenes: give the pipeline the floor plane (1 deg / 2 cm error)')
     p.add_argument('--data', default='datasets/chair_val_128', help='benchmark folder')
     p.add_argument('--out', required=True, help='output folder (metrics.json, plots)')
     p.add_argument('--limit', type=int, default=0, help='only the first N samples')
@@ -322,6 +353,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from training.synth.dataset import read_manifest
+
+    if read_manifest(args.data).get('kind') == 'scenes':
+        from training import binned
+        from training.frame_eval import evaluate_scenes
+
+        res = evaluate_scenes(args.data, args.out, args.model, args.floor, args.limit,
+                              args.threads, checkpoint=args.checkpoint)
+        print(binned.markdown(res['binned'], res['camera']))
+        return
+    if args.checkpoint is None:
+        p.error('--checkpoint is required for image and video benchmarks')
     res = evaluate(args.checkpoint, args.data, args.out, args.limit, not args.no_baselines,
                    args.pad)
     summary = {'keypoints_2d': {k: v for k, v in res['keypoints_2d'].items()

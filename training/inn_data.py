@@ -32,10 +32,60 @@ class AugmentConfig:
     saturation: float = 0.3
     gray_prob: float = 0.05
     noise_std: float = 4.0            # pixel noise (0..255)
+    truncation_prob: float = 0.0      # cut the object at a simulated image border
+    truncation_range: tuple[float, float] = (0.1, 0.5)  # fraction of the box cut off
 
     @classmethod
     def none(cls) -> AugmentConfig:
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+# Image edges a truncation cuts at (left, right, top, bottom) and how often: a robot's camera
+# cuts furniture at the sides and, close up, at the bottom far more often than at the top.
+TRUNCATION_EDGES = (0.3, 0.3, 0.1, 0.3)
+
+
+def truncate_sample(sample: dict, rng: np.random.Generator,
+                    fraction: tuple[float, float]) -> dict:
+    """A copy of a rendered sample whose image ends inside the object's box, as when the
+    object stands at the border of a camera frame.
+
+    One edge (:data:`TRUNCATION_EDGES`) is moved into the box by a fraction of its width or
+    height drawn from `fraction`; the image beyond it is black (what the runtime's crop of an
+    object at the image border holds), the box ends at the cut, and keypoints beyond it are
+    neither in the image nor visible.
+    """
+    box = np.asarray(sample['box'], np.float64).copy()
+    image = np.array(sample['image'], copy=True)
+    kp = np.asarray(sample['keypoints_2d'], np.float64)
+    edge = int(rng.choice(4, p=TRUNCATION_EDGES))
+    f = rng.uniform(*fraction)
+    axis = 0 if edge < 2 else 1
+    extent = box[2 + axis] - box[axis]
+    keep = np.ones(len(kp), bool)
+    if edge in (0, 2):  # left / top: everything before the cut goes
+        cut = box[axis] + f * extent
+        first = int(np.ceil(cut - 0.5))
+        if axis == 0:
+            image[:, :max(first, 0)] = 0
+        else:
+            image[:max(first, 0)] = 0
+        box[axis] = first
+        keep = kp[:, axis] >= first - 0.5
+    else:  # right / bottom
+        cut = box[2 + axis] - f * extent
+        last = int(np.floor(cut + 0.5))
+        if axis == 0:
+            image[:, last + 1:] = 0
+        else:
+            image[last + 1:] = 0
+        box[2 + axis] = last
+        keep = kp[:, axis] < last + 0.5
+    out = dict(sample)
+    out.update(image=image, box=box.astype(np.float32),
+               in_image=np.asarray(sample['in_image'], bool) & keep,
+               visible=np.asarray(sample['visible'], bool) & keep)
+    return out
 
 
 def make_crop(sample: dict, size: int, pad: float) -> Crop:
@@ -72,6 +122,8 @@ class CropSampler:
             ``flipped`` bool.
         """
         aug = self.augment if rng is not None else AugmentConfig.none()
+        if aug.truncation_prob > 0 and rng.random() < aug.truncation_prob:
+            sample = truncate_sample(sample, rng, aug.truncation_range)
         box = np.asarray(sample['box'], np.float64)
         if rng is not None:
             w, h = box[2] - box[0], box[3] - box[1]

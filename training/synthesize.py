@@ -8,6 +8,8 @@ Usage::
         --seed 1 [--frames 48] [--size 256] [--preview sheet.png]
     python -m training.synthesize heatmaps --category chair --count 100000 --out datasets/h \\
         --seed 1
+    python -m training.synthesize scenes --category chair --count 150 --out datasets/f \\
+        --seed 7 --camera 640x480 [--preview sheet.png]
 
 Output: shards + manifest.json (see training/synth/dataset.py and docs/synthetic.md),
 identical files for identical arguments. ``--preview`` writes a contact sheet of the first
@@ -27,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m training.synthesize',
                                 description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='kind', required=True)
-    for kind in ('images', 'videos', 'heatmaps'):
+    for kind in ('images', 'videos', 'heatmaps', 'scenes'):
         s = sub.add_parser(kind, help=f'generate {kind}')
         s.add_argument('--category', default='chair', help='category name or JSON path')
         s.add_argument('--count', type=int, required=True,
@@ -39,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument('--preview', type=Path, default=None, help='contact sheet PNG')
         s.add_argument('--workers', type=int, default=1, help='parallel processes')
         s.add_argument('--shard-size', type=int,
-                       default={'images': 500, 'videos': 4, 'heatmaps': 2000}[kind])
+                       default={'images': 500, 'videos': 4, 'heatmaps': 2000,
+                                'scenes': 20}[kind])
         if kind == 'images':
             s.add_argument('--backgrounds', type=Path, default=None,
                            help='folder of background images mixed with procedural ones')
@@ -49,7 +52,40 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument('--frames', type=int, default=48, help='frames per video')
             s.add_argument('--objects', type=int, nargs=2, default=(1, 3),
                            metavar=('MIN', 'MAX'), help='objects per scene')
+        if kind == 'scenes':
+            s.add_argument('--camera', default='640x480', choices=('640x480', '1280x720'),
+                           help='camera preset (size and focal length)')
+            s.add_argument('--objects', type=int, nargs=2, default=(2, 5),
+                           metavar=('MIN', 'MAX'), help='objects per scene')
     return p
+
+
+def _scenes(args) -> None:
+    from perception_3dinn.skeleton import load_category
+    from training.synth.preview import contact_sheet, draw_annotations, write_png
+    from training.synth.scenes import generate_scene_dataset, render_scene, SceneConfig
+
+    config = SceneConfig.preset(args.camera, objects=tuple(args.objects))
+    manifest = generate_scene_dataset(args.category, args.count, args.out, args.seed, config,
+                                      args.shard_size, args.workers)
+    print(f'wrote {manifest["count"]} scenes ({args.camera}) to {args.out}')
+    if args.preview:
+        import numpy as np
+
+        from training.synth.dataset import shard_rng
+
+        cat = load_category(args.category)
+        rng, tiles = shard_rng(args.seed, 0), []
+        for _ in range(min(6, args.count)):
+            s = render_scene(cat, rng, config)
+            img = s['image']
+            for i in np.flatnonzero(s['object_valid']):
+                img = draw_annotations(img, s['keypoints_2d'][i], s['visible'][i], cat,
+                                       s['box_visible'][i],
+                                       label=f"{s['distance'][i]:.1f} m")
+            tiles.append(img)
+        write_png(args.preview, contact_sheet(tiles, cols=3))
+        print(f'preview {args.preview}')
 
 
 def _images(args) -> None:
@@ -104,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     if args.count <= 0:
         sys.exit('--count must be positive')
-    {'images': _images, 'videos': _videos, 'heatmaps': _heatmaps}[args.kind](args)
+    {'images': _images, 'videos': _videos, 'heatmaps': _heatmaps,
+     'scenes': _scenes}[args.kind](args)
 
 
 if __name__ == '__main__':

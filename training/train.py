@@ -44,7 +44,7 @@ from perception_3dinn.models import (
     save_checkpoint,
 )
 from perception_3dinn.skeleton import Category, load_category
-from training.inn_data import CropSampler
+from training.inn_data import AugmentConfig, CropSampler
 from training.losses import (
     cosine_lr,
     heatmap_loss,
@@ -509,7 +509,8 @@ def finetune_start(args: argparse.Namespace) -> tuple:
     device = pick_device(args.device)
     model.to(device)
     cfg = model.config
-    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std)
+    crops = CropSampler(category, cfg.input_size, args.pad, cfg.sigma, cfg.mean, cfg.std,
+                        AugmentConfig(truncation_prob=args.truncation_prob))
     return category, run, model, device, crops
 
 
@@ -691,6 +692,9 @@ def parser() -> argparse.ArgumentParser:
                     help='train the interpreter alone, on heatmaps of the frozen keypoint '
                          'net computed once for --passes augmented crops of every image '
                          '(no heatmap loss; the keypoint net stays as it is)')
+    sp.add_argument('--truncation-prob', type=float, default=0.0,
+                    help='fraction of crops cut at a simulated image border '
+                         '(training.inn_data.truncate_sample)')
     sp.add_argument('--passes', type=int, default=2,
                     help='augmented crops per image with --frozen-keypoints')
     return p

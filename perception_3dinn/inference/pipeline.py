@@ -33,15 +33,18 @@ from perception_3dinn.inference.manifest import (
     ModelManifest,
 )
 from perception_3dinn.inference.pose import (
+    border_keypoints,
     floor_log_scale,
     FloorPlane,
     fuse_log_scales,
     interpreter_pose,
     metric_pose,
     object_score,
+    touched_edges,
 )
 from perception_3dinn.inference.shape import StructureVoxelizer
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
+from perception_3dinn.inference.uncertainty import pose_covariance
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.tracking import Observation, Tracker
 
@@ -311,7 +314,9 @@ class Pipeline:
             scale = self.scale_m(alpha)
             R_i, t_i = interpreter_pose(R_c, t_c, focal, crop, intrinsics, scale)
             skeleton_m = self.category.structure(alpha) * scale
-            pose = metric_pose(keypoints, conf[j], skeleton_m, R_i, t_i, intrinsics,
+            pnp_conf = np.where(border_keypoints(keypoints, box.as_array(), width, height,
+                                                 cfg.border_margin), 0.0, conf[j])
+            pose = metric_pose(keypoints, pnp_conf, skeleton_m, R_i, t_i, intrinsics,
                                cfg.min_keypoint_confidence, cfg.min_pnp_keypoints,
                                cfg.max_pnp_reproj_px, refine=cfg.pnp_refine)
             if not _in_front(pose.R, pose.t):
@@ -320,7 +325,7 @@ class Pipeline:
                 continue
             score = object_score(conf[j], pose.reproj_error_px, max(box.width, box.height),
                                  box.score)
-            log_scale = None
+            log_scale, log_scale_sigma = None, cfg.size_sigma
             if floor is not None:
                 noise = (pose.reproj_error_px if math.isfinite(pose.reproj_error_px)
                          else UNKNOWN_FOOT_NOISE_PX)
@@ -329,9 +334,15 @@ class Pipeline:
                     math.radians(cfg.floor_max_tilt_deg),
                     math.radians(cfg.floor_min_depression_deg))
                 estimates = [(math.log(scale), cfg.size_sigma)]
-                log_scale = fuse_log_scales(estimates + ([from_floor] if from_floor else []))[0]
+                log_scale, log_scale_sigma = fuse_log_scales(
+                    estimates + ([from_floor] if from_floor else []))
+            used = (pnp_conf >= cfg.min_keypoint_confidence) & np.all(np.isfinite(keypoints), 1)
+            if cfg.truncation_sigma > 0 and any(touched_edges(box.as_array(), width, height)):
+                log_scale_sigma = math.hypot(log_scale_sigma, cfg.truncation_sigma)
+            fit = (skeleton_m[used], pose.reproj_error_px, max(box.width, box.height),
+                   log_scale_sigma)
             candidates.append((i, box, alpha, focal, keypoints, conf[j], pose, score, scale,
-                               log_scale))
+                               log_scale, fit))
         timings['pose'] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -340,13 +351,14 @@ class Pipeline:
         observations = [Observation(box=box.as_array(), R=pose.R, t=pose.t / scale,
                                     structure=alpha, category=self.category.name,
                                     detection_id=box.detection_id, log_scale=log_scale)
-                        for _, box, alpha, _, _, _, pose, _, scale, log_scale in candidates]
+                        for _, box, alpha, _, _, _, pose, _, scale, log_scale, _ in candidates]
         tracks = self.tracker.update(stamp_s, observations)
         timings['tracking'] = _ms(t0)
 
         t0 = time.perf_counter()
         for cand, track in zip(candidates, tracks):
-            i, box, alpha, focal, keypoints, confidences, pose, score, pnp_scale, log_scale = cand
+            (i, box, alpha, focal, keypoints, confidences, pose, score, pnp_scale, log_scale,
+             fit) = cand
             if cfg.smoothing:
                 structure = track.structure
                 scale = track.scale if track.scale is not None else self.scale_m(structure)
@@ -359,6 +371,9 @@ class Pipeline:
                                           'camera)'))
                 continue
             skeleton = self.category.structure(structure) * scale
+            fit_points, rms, box_px, log_sigma = fit
+            covariance = pose_covariance(R, t, fit_points * (scale / pnp_scale), intrinsics,
+                                         rms, box_px, log_sigma, cfg.covariance_inflation)
             result.objects.append(ObjectEstimate(
                 track_id=track.track_id, category=self.category.name, score=score,
                 R=R, t=t, structure=structure, focal=focal, keypoints_2d=keypoints,
@@ -368,7 +383,7 @@ class Pipeline:
                         if voxels and self.voxelizer is not None else None),
                 box=box, box_index=i, pose_source=pose.source,
                 reproj_error_px=pose.reproj_error_px, num_pnp_keypoints=pose.num_keypoints,
-                scale_m=scale))
+                scale_m=scale, covariance=covariance))
         timings['voxels'] = _ms(t0)
         result.skipped.sort()
         timings['total'] = _ms(t_start)

@@ -159,6 +159,47 @@ def solve_pnp(points_3d: np.ndarray, points_2d: np.ndarray, intrinsics: CameraIn
                       num_keypoints=len(points_3d))
 
 
+def touched_edges(box: np.ndarray, width: int, height: int,
+                  touch_px: float = 1.5) -> tuple[bool, bool, bool, bool]:
+    """Which image edges (left, top, right, bottom) a clipped box reaches, within `touch_px`:
+    the object may continue beyond them."""
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+    return (x0 <= touch_px, y0 <= touch_px, x1 >= width - 1 - touch_px,
+            y1 >= height - 1 - touch_px)
+
+
+def border_keypoints(keypoints_2d: np.ndarray, box: np.ndarray, width: int, height: int,
+                     margin: float) -> np.ndarray:
+    """Keypoints that may have been pulled onto the border of a truncated object.
+
+    For every image edge the box touches (`touched_edges`), the keypoints decoded within
+    `margin * max(box width, box height)` pixels of that edge, or beyond it.
+
+    Args:
+        keypoints_2d: `(N, 2)` image pixels; box: `(4,)` x0, y0, x1, y1.
+        width, height: image size; margin: fraction of the box size (0: none).
+
+    Returns:
+        `(N,)` bool, True for the suspect keypoints.
+    """
+    kp = np.asarray(keypoints_2d, np.float64).reshape(-1, 2)
+    out = np.zeros(len(kp), bool)
+    if margin <= 0:
+        return out
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+    m = margin * max(x1 - x0, y1 - y0)
+    left, top, right, bottom = touched_edges(box, width, height)
+    if left:
+        out |= kp[:, 0] <= m
+    if top:
+        out |= kp[:, 1] <= m
+    if right:
+        out |= kp[:, 0] >= width - 1 - m
+    if bottom:
+        out |= kp[:, 1] >= height - 1 - m
+    return out
+
+
 def metric_pose(keypoints_2d: np.ndarray, confidences: np.ndarray, skeleton_m: np.ndarray,
                 R_interp: np.ndarray, t_interp: np.ndarray, intrinsics: CameraIntrinsics,
                 min_confidence: float, min_keypoints: int, max_reproj_px: float,

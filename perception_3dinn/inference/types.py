@@ -82,6 +82,15 @@ class PipelineConfig:
         min_pnp_keypoints: fewer confident keypoints -> interpreter pose fallback.
         max_pnp_reproj_px: PnP results whose RMS reprojection error (image px) exceeds it, or
             whose depth is not positive, are rejected in favour of the interpreter pose.
+        covariance_inflation: factor on the pose covariance (calibrated on the full-frame
+            selection sets, docs/evaluation.md).
+        truncation_sigma: relative range uncertainty added (in quadrature, as a scale
+            uncertainty) to the covariance of an object whose box reaches an image edge: the
+            part outside the image leaves its pose less determined than the fit says.
+        border_margin: keypoints decoded within this fraction of the box size of an image
+            edge that the box touches (or beyond it) are left out of PnP: the part of a
+            truncated object outside the image pulls its keypoints onto the border; 0 keeps
+            them.
         pnp_refine: polish with cv2.solvePnPRefineLM after the iterative (already
             Levenberg-Marquardt) PnP; off by default: it rarely moves the result.
         size_from_structure: metric scale = size prior x the manifest's size model of the
@@ -112,6 +121,9 @@ class PipelineConfig:
     min_keypoint_confidence: float = 0.3
     min_pnp_keypoints: int = 6
     max_pnp_reproj_px: float = 20.0
+    border_margin: float = 0.0
+    covariance_inflation: float = 1.52  # bench/results/covariance_calibration.json
+    truncation_sigma: float = 0.158
     pnp_refine: bool = False
     size_from_structure: bool = True
     size_sigma: float = 0.08
@@ -137,6 +149,9 @@ class PipelineConfig:
              'min_keypoint_confidence must be in [0, 1]'),
             (self.min_pnp_keypoints >= 4, 'min_pnp_keypoints must be >= 4 (PnP needs 4)'),
             (self.max_pnp_reproj_px > 0, 'max_pnp_reproj_px must be > 0'),
+            (0.0 <= self.border_margin <= 0.5, 'border_margin must be in [0, 0.5]'),
+            (0.0 < self.covariance_inflation <= 1e4, 'covariance_inflation must be in (0, 1e4]'),
+            (0.0 <= self.truncation_sigma <= 10.0, 'truncation_sigma must be in [0, 10]'),
             (0.0 < self.size_sigma <= 2.0, 'size_sigma must be in (0, 2]'),
             (0.0 <= self.floor_max_tilt_deg <= 90.0, 'floor_max_tilt_deg must be in [0, 90]'),
             (0.0 <= self.floor_min_depression_deg < 90.0,
@@ -176,6 +191,8 @@ class ObjectEstimate:
         num_pnp_keypoints: keypoints used by PnP (0 for the interpreter pose).
         scale_m: metres per normalised shape unit used for this object (the category's size
             prior, or the size model's estimate from the structure).
+        covariance: `(6, 6)` covariance of the pose, (x, y, z, rotation about x, y, z) in the
+            camera optical frame, metres and radians (`inference.uncertainty`).
     """
 
     track_id: str
@@ -195,6 +212,7 @@ class ObjectEstimate:
     reproj_error_px: float = float('nan')
     num_pnp_keypoints: int = 0
     scale_m: float = float('nan')
+    covariance: np.ndarray | None = None
 
 
 @dataclass

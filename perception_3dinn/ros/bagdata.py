@@ -87,6 +87,7 @@ class ObjectRecord:
     confidences: np.ndarray
     keypoints_3d: np.ndarray
     box: np.ndarray
+    covariance: np.ndarray | None = None  # (6, 6), None when the message has none
 
 
 def records_from_msg(msg: ObjectStructureArray) -> list[ObjectRecord]:
@@ -102,7 +103,9 @@ def records_from_msg(msg: ObjectStructureArray) -> list[ObjectRecord]:
             keypoints_2d=np.asarray(o.keypoints_2d, np.float64).reshape(-1, 2),
             confidences=np.asarray(o.keypoint_confidences, np.float64),
             keypoints_3d=np.array([[k.x, k.y, k.z] for k in o.keypoints_3d]).reshape(-1, 3),
-            box=np.asarray(o.box, np.float64)))
+            box=np.asarray(o.box, np.float64),
+            covariance=(np.asarray(o.pose_covariance, np.float64).reshape(6, 6)
+                        if np.any(np.asarray(o.pose_covariance)) else None)))
     return out
 
 

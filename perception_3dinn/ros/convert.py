@@ -99,6 +99,7 @@ def object_msg(obj: ObjectEstimate, header: Header, track_id: int,
     msg.child_frame_id = child_frame_id
     msg.score = float(obj.score)
     msg.pose = pose_msg(obj.R, obj.t)
+    msg.pose_covariance = covariance_list(obj.covariance)
     msg.pose_source = (ObjectStructure.POSE_SOURCE_PNP if obj.pose_source == 'pnp'
                        else ObjectStructure.POSE_SOURCE_INTERPRETER)
     err = float(obj.reproj_error_px)
@@ -133,6 +134,17 @@ def voxel_msg(grid: Any, header: Header, track_id: int) -> VoxelGrid:
     return msg
 
 
+def covariance_list(covariance: np.ndarray | None) -> list[float]:
+    """A (6, 6) pose covariance as the 36 row-major floats of a message (zeros: unknown,
+    also for a non-finite matrix)."""
+    if covariance is None:
+        return [0.0] * 36
+    c = np.asarray(covariance, np.float64)
+    if c.shape != (6, 6) or not np.all(np.isfinite(c)):
+        return [0.0] * 36
+    return [float(v) for v in c.reshape(-1)]
+
+
 def detection3d_msg(obj: ObjectEstimate, header: Header, track_id: int,
                     category: Category) -> Detection3D:
     """Object -> vision_msgs/Detection3D: a box around its skeleton, posed like the object."""
@@ -156,7 +168,8 @@ def detection3d_msg(obj: ObjectEstimate, header: Header, track_id: int,
     hyp = ObjectHypothesisWithPose()
     hyp.hypothesis.class_id = obj.category
     hyp.hypothesis.score = float(obj.score)
-    hyp.pose = PoseWithCovariance(pose=pose_msg(R, t))
+    hyp.pose = PoseWithCovariance(pose=pose_msg(R, t),
+                                  covariance=covariance_list(obj.covariance))
     det.results = [hyp]
     return det
 

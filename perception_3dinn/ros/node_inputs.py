@@ -172,6 +172,15 @@ class NodeInputs:
                                     int(settings['pose.tf_tolerance_s'] * 1e9))
         except (TransformLookupError, ValueError) as err:
             self.stats.count('floor.unavailable')
+            if floor_frame not in self._tf.frames():
+                self.stats.count('floor.frame_missing')
+                self.warn_throttled(
+                    'floor_missing', f'pose.floor_frame {floor_frame!r} is not in TF (no '
+                    f'transform received names it): no floor, metric scale from the size '
+                    f'model only, which is less accurate with distance (README, "Using the '
+                    f'floor"). Publish the floor frame, name another one (launch argument '
+                    f"floor_frame), or set it to '' to go without")
+                return None
             self.warn_throttled(
                 'floor', f'no floor for this image (pose.floor_frame {floor_frame!r} in '
                 f'{camera_frame!r}): {err}; metric scale from the size model only')

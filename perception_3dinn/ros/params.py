@@ -194,6 +194,15 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('pose.max_pnp_reproj_px', _P.max_pnp_reproj_px,
               'PnP poses with a larger RMS reprojection error are rejected, pixels',
               0.1, 1000.0),
+    ParamSpec('pose.border_margin', _P.border_margin,
+              'keypoints within this fraction of the box size of an image edge the box '
+              'touches are left out of PnP (truncated objects); 0: kept', 0.0, 0.5),
+    ParamSpec('pose.covariance_inflation', _P.covariance_inflation,
+              'factor on the published pose covariance (calibrated on the full-frame '
+              'selection sets, docs/evaluation.md)', 0.01, 1e4),
+    ParamSpec('pose.truncation_sigma', _P.truncation_sigma,
+              'relative range uncertainty added to the covariance of an object whose box '
+              'touches an image edge', 0.0, 10.0),
     ParamSpec('pose.size_from_structure', _P.size_from_structure,
               'metric scale from the structure (size model of the manifest) rather than the '
               'bare category size prior'),
@@ -318,7 +327,9 @@ class NodeSettings:
             return None
         if self['pose.floor_frame']:
             raise ValueError('pose.floor_plane and pose.floor_frame are both set: give the '
-                             'floor either as a fixed plane or as a TF frame, not both')
+                             'floor either as a fixed plane or as a TF frame, not both (the '
+                             'launch file sets pose.floor_frame to base_footprint unless '
+                             "floor_frame:='' is given)")
         try:
             return FloorPlane.from_coefficients(coefficients)
         except ValueError as err:
@@ -352,6 +363,9 @@ class NodeSettings:
             min_keypoint_confidence=v['pose.min_keypoint_confidence'],
             min_pnp_keypoints=v['pose.min_pnp_keypoints'],
             max_pnp_reproj_px=v['pose.max_pnp_reproj_px'],
+            border_margin=v['pose.border_margin'],
+            covariance_inflation=v['pose.covariance_inflation'],
+            truncation_sigma=v['pose.truncation_sigma'],
             size_from_structure=v['pose.size_from_structure'],
             compute_voxels=bool(v['output.publish_voxels'] or v['output.voxel_markers']),
             smoothing=v['smoothing.enabled'], tracker=tracker,

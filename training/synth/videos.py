@@ -52,6 +52,47 @@ class VideoConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+@dataclass
+class Appearance:
+    """Materials, lighting and camera response of one scene (fixed over a video)."""
+
+    slot_colours: list  # per object (4, 3) colours of its material slots
+    grain: list  # per object (direction (3,), frequency, amplitude) of the wood grain
+    light_world: np.ndarray  # (3,) unit direction towards the key light, world frame
+    ambient: float
+    key: float
+    gain: np.ndarray  # (3,) per-channel gain
+    blur: float  # Gaussian sigma in pixels, 0: none
+    noise: float  # pixel noise sigma (0-1 intensities)
+
+    def finish(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Shaded float image (H, W, 3) -> uint8 RGB with gain, blur and noise."""
+        img = img * self.gain
+        if self.blur:
+            img = cv2.GaussianBlur(img, (0, 0), self.blur)
+        img = img + rng.normal(0, self.noise, img.shape)
+        return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def sample_appearance(rng: np.random.Generator, objects: int) -> Appearance:
+    """Random materials of `objects` objects, lighting and camera response."""
+    slot_cols = [np.stack([render.random_colour(rng) for _ in range(4)])
+                 for _ in range(objects)]
+    for sc in slot_cols:
+        if rng.random() < 0.5:
+            sc[:] = sc[0]
+    grain = [(rng.normal(size=3), rng.uniform(5, 25), rng.uniform(0.03, 0.15))
+             for _ in range(objects)]
+    light_w = np.array([rng.normal(), rng.normal(), rng.uniform(1.0, 2.0)])
+    light_w /= np.linalg.norm(light_w)
+    ambient, key = rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.8)
+    gain = rng.uniform(0.8, 1.2) * rng.uniform(0.92, 1.08, 3)
+    blur = rng.uniform(0.3, 0.9) if rng.random() < 0.5 else 0.0
+    noise = rng.uniform(0.003, 0.02)
+    return Appearance(slot_cols, grain, light_w, float(ambient), float(key), gain, float(blur),
+                      float(noise))
+
+
 def smooth_noise(rng: np.random.Generator, frames: int, dims: int, knots_every: int = 10,
                  amplitude: float = 1.0) -> np.ndarray:
     """(T, dims) smooth random signal: Gaussian knots every few frames, cubic-interpolated."""
@@ -119,7 +160,7 @@ def _clip_near(poly: np.ndarray, near: float) -> np.ndarray:
     return np.array(out).reshape(-1, 3)
 
 
-def _room_soup(room: dict, R: np.ndarray, t: np.ndarray, part_offset: int) -> render.FaceSoup:
+def room_soup(room: dict, R: np.ndarray, t: np.ndarray, part_offset: int) -> render.FaceSoup:
     """Floor and walls (inward-facing quads) in the camera frame, clipped at the near plane."""
     verts, faces, normals, owner = [], [], [], []
     base = 0
@@ -138,7 +179,7 @@ def _room_soup(room: dict, R: np.ndarray, t: np.ndarray, part_offset: int) -> re
                            np.array(owner, np.int64))
 
 
-def _make_room(rng: np.random.Generator, half: float) -> dict:
+def make_room(rng: np.random.Generator, half: float) -> dict:
     h = rng.uniform(2.4, 3.0)
     a, b = half * rng.uniform(1.0, 1.4), half * rng.uniform(1.0, 1.4)
     c = [(a, b), (-a, b), (-a, -b), (a, -b)]
@@ -193,7 +234,7 @@ def render_video(category: Category, rng: np.random.Generator,
     poses = _place_objects(rng, meshes, 0.6 + 0.25 * m)
     centre = np.mean([p for _, p in poses], axis=0)
     spread = max(float(np.linalg.norm(p - centre)) for _, p in poses) + 0.6
-    room = _make_room(rng, spread + 4.0)
+    room = make_room(rng, spread + 4.0)
     kind = str(rng.choice(TRAJECTORIES))
     cam_pos, targets, rolls = camera_path(rng, kind, T, centre, spread, config)
     hfov = np.radians(rng.uniform(*config.hfov_deg))
@@ -224,18 +265,9 @@ def render_video(category: Category, rng: np.random.Generator,
         part_ranges.append((n_parts, n_parts + len(mm.parts)))
         n_parts += len(mm.parts)
 
-    # Appearance fixed over the video.
-    slot_cols = [np.stack([render.random_colour(rng) for _ in range(4)]) for _ in range(m)]
-    for sc in slot_cols:
-        if rng.random() < 0.5:
-            sc[:] = sc[0]
-    grain = [(rng.normal(size=3), rng.uniform(5, 25), rng.uniform(0.03, 0.15)) for _ in range(m)]
-    light_w = np.array([rng.normal(), rng.normal(), rng.uniform(1.0, 2.0)])
-    light_w /= np.linalg.norm(light_w)
-    ambient, key = rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.8)
-    gain = rng.uniform(0.8, 1.2) * rng.uniform(0.92, 1.08, 3)
-    blur = rng.uniform(0.3, 0.9) if rng.random() < 0.5 else 0.0
-    noise = rng.uniform(0.003, 0.02)
+    look = sample_appearance(rng, m)  # fixed over the video
+    slot_cols, grain = look.slot_colours, look.grain
+    light_w, ambient, key = look.light_world, look.ambient, look.key
 
     out = {
         'frames': np.zeros((T, H, W, 3), np.uint8),
@@ -291,9 +323,9 @@ def render_video(category: Category, rng: np.random.Generator,
                 soups.append(soup)
             hs_cam += [render.transform_halfspaces(h, R, t) for h in hs_obj[i]]
             obj_of_part += [i] * len(mm.parts)
-        room_soup = _room_soup(room, Rc, tc, n_parts)
+        walls = room_soup(room, Rc, tc, n_parts)
         drawn = [s for s in soups if s is not None]
-        scene = render.merge_soups(drawn + ([room_soup] if room_soup.faces else []))
+        scene = render.merge_soups(drawn + ([walls] if walls.faces else []))
         depth, face = render.rasterize(scene, K, W, H, near=NEAR)
         part_map = np.where(face >= 0, scene.face_part[np.maximum(face, 0)], -1)
         if return_scene:
@@ -303,13 +335,9 @@ def render_video(category: Category, rng: np.random.Generator,
         inst = np.where(part_map >= 0, obj_map[np.maximum(part_map, 0)], -1)
         out['instance'][fi] = (inst + 1).astype(np.uint8)
         out['depth'][fi] = depth.astype(np.float16)
-        img = _shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
+        img = shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
                            part_ranges, slot_cols, grain, room, light_w, ambient, key)
-        img = img * gain
-        if blur:
-            img = cv2.GaussianBlur(img, (0, 0), blur)
-        img = img + rng.normal(0, noise, img.shape)
-        out['frames'][fi] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        out['frames'][fi] = look.finish(img, rng)
         for i, mm in enumerate(meshes):
             R, t = obj_pose[i]
             out['R'][fi, i], out['t'][fi, i] = R, t
@@ -339,7 +367,7 @@ def render_video(category: Category, rng: np.random.Generator,
     return out
 
 
-def _shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
+def shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
                  part_ranges, slot_cols, grain, room, light_w, ambient, key) -> np.ndarray:
     H, W = face.shape
     light_c = Rc @ light_w
