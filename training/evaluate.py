@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--checkpoint', default=None,
                    help='INN3D checkpoint (.pt); required except for full-frame scenes (there: '
-                        'run it with torch instead of the model\'s ONNX graph)')
+                        "run it with torch instead of the model's ONNX graph)")
     p.add_argument('--model', default=None,
                    help='scenes: model manifest run by the runtime pipeline (default: the '
                         "packaged model of the data set's category)")
