@@ -6,6 +6,9 @@
         --interpreter runs/interpreter/model.pt --data datasets/chair_train_128 \
         --out runs/finetune
 
+    python -m training.train voxels --out runs/voxels --steps 3000
+
+``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`).
 ``interpreter --hidden 1024,1024 [--coord-hidden 512,512]`` sets the interpreter's widths;
 ``finetune --frozen-keypoints`` trains the interpreter alone on the frozen keypoint net's
 heatmaps (computed once for ``--passes`` augmented crops of every image).
@@ -697,7 +700,20 @@ def parser() -> argparse.ArgumentParser:
                          '(training.inn_data.truncate_sample)')
     sp.add_argument('--passes', type=int, default=2,
                     help='augmented crops per image with --frozen-keypoints')
+
+    from training import voxel_stage
+
+    sp = sub.add_parser('voxels', help='seed 004: voxel shape auto-encoder (decoder + style)')
+    common(sp, 3000, 32, 1e-3)
+    voxel_stage.add_arguments(sp)
     return p
+
+
+def train_voxels(args: argparse.Namespace) -> Path:
+    """Seed 004's shape space: :func:`training.voxel_stage.train_voxels`."""
+    from training import voxel_stage
+
+    return voxel_stage.train_voxels(args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -705,7 +721,7 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     {'interpreter': train_interpreter, 'keypoints': train_keypoints,
-     'finetune': finetune}[args.stage](args)
+     'finetune': finetune, 'voxels': train_voxels}[args.stage](args)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,11 @@ A checkpoint is a ``torch.save`` dict::
     weights: 'fp16' (optional: float16 state written by ``training.export --weights fp16``)
 
 so export and runtime rebuild the model from the file alone (``load_checkpoint``).
+
+A shape-space checkpoint (seed 004, ``save_voxel_checkpoint``) has ``format:
+'perception_3dinn.voxel_shape'``, a ``VoxelDecoderConfig`` as ``config``, the category
+record, ``grid: {size, resolution, origin}`` (the canonical grid, metres at the size prior)
+and the state of a ``VoxelAutoEncoder`` (``encoder.*`` and ``decoder.*``).
 """
 
 from pathlib import Path
@@ -17,9 +22,12 @@ import numpy as np
 import torch
 
 from perception_3dinn.models.inn import INN3D, INNConfig
+from perception_3dinn.models.voxel_decoder import VoxelAutoEncoder, VoxelDecoderConfig
 
 FORMAT = 'perception_3dinn.inn3d'
 VERSION = 1
+VOXEL_FORMAT = 'perception_3dinn.voxel_shape'
+VOXEL_VERSION = 1
 
 
 def category_record(category) -> dict:
@@ -82,6 +90,48 @@ def load_checkpoint(path: str | Path) -> tuple:
     cfg = INNConfig.from_dict(payload['config'])
     bases = torch.tensor(payload['category']['bases'], dtype=torch.float32)
     model = INN3D(cfg, bases)
+    model.load_state_dict(payload['state_dict'])
+    model.eval()
+    return model, payload
+
+
+def save_voxel_checkpoint(path: str | Path, model: VoxelAutoEncoder, category: dict,
+                          grid: dict, stage: str = 'voxels', step: int = 0,
+                          optimizer: torch.optim.Optimizer | None = None,
+                          metrics: dict | None = None, extra: dict | None = None) -> Path:
+    """Write a shape-space auto-encoder with its config, category and grid; atomic."""
+    payload = {
+        'format': VOXEL_FORMAT, 'version': VOXEL_VERSION,
+        'config': model.config.to_dict(),
+        'category': category,
+        'grid': {'size': int(grid['size']), 'resolution': float(grid['resolution']),
+                 'origin': [float(v) for v in grid['origin']]},
+        'stage': stage, 'step': int(step),
+        'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        'metrics': metrics or {},
+    }
+    if optimizer is not None:
+        payload['optimizer'] = optimizer.state_dict()
+    if extra:
+        payload['extra'] = extra
+    return write_checkpoint(path, payload)
+
+
+def read_voxel_checkpoint(path: str | Path) -> dict:
+    """The raw shape-space checkpoint dict, checked for format and version."""
+    payload = torch.load(Path(path), map_location='cpu', weights_only=False)
+    if not isinstance(payload, dict) or payload.get('format') != VOXEL_FORMAT:
+        raise ValueError(f'{path} is not a perception_3dinn voxel shape checkpoint')
+    if payload.get('version') != VOXEL_VERSION:
+        raise ValueError(f'{path}: unsupported voxel checkpoint version '
+                         f'{payload.get("version")}')
+    return payload
+
+
+def load_voxel_checkpoint(path: str | Path) -> tuple:
+    """Rebuild the auto-encoder: returns ``(model (eval mode), payload dict)``."""
+    payload = read_voxel_checkpoint(path)
+    model = VoxelAutoEncoder(VoxelDecoderConfig.from_dict(payload['config']))
     model.load_state_dict(payload['state_dict'])
     model.eval()
     return model, payload
