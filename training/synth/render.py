@@ -430,11 +430,13 @@ def finish(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- voxels
 def voxelize(parts: list[ConvexPart], resolution: float, origin: np.ndarray,
-             size: int = 32) -> np.ndarray:
+             size: int = 32, cover: bool = True) -> np.ndarray:
     """Occupancy (size, size, size) bool of convex parts: a voxel is occupied when its box
     meets a part (separating-axis test on the part's face normals within the part's
     axis-aligned bounds; exact for boxes aligned with the grid, slightly generous at
-    slanted edges).
+    slanted edges), or with ``cover=False`` when its centre lies in a part (the occupied
+    region then follows the surface to half a voxel either way, but parts thinner than a
+    voxel can vanish).
 
     Args:
         parts: convex parts in the grid's frame (metres).
@@ -454,7 +456,7 @@ def voxelize(parts: list[ConvexPart], resolution: float, origin: np.ndarray,
         hs = part.halfspaces()
         axes = [origin[a] + (np.arange(i0[a], i1[a] + 1) + 0.5) * resolution for a in range(3)]
         c = np.stack(np.meshgrid(*axes, indexing='ij'), -1)
-        slack = half * np.abs(hs[:, :3]).sum(1)
+        slack = half * np.abs(hs[:, :3]).sum(1) if cover else np.zeros(len(hs))
         inside = np.all(c @ hs[:, :3].T - hs[:, 3] <= slack + 1e-9, axis=-1)
         occ[i0[0]:i1[0] + 1, i0[1]:i1[1] + 1, i0[2]:i1[2] + 1] |= inside
     return occ
