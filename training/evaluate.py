@@ -47,14 +47,18 @@ def object_frame_keypoints(data: dict) -> np.ndarray:
     return y / data['scale_m'].astype(np.float64)[:, None, None]
 
 
-def run_model(model: INN3D, crops: CropSampler, data: dict, batch: int = 64) -> dict:
-    """Network outputs and crops of every benchmark sample (numpy, float64)."""
+def run_model(model: INN3D, crops: CropSampler, data: dict, batch: int = 64,
+              keep_inputs: bool = False) -> dict:
+    """Network outputs and crops of every benchmark sample (numpy, float64); with
+    ``keep_inputs`` also the normalised crops as ``inputs`` (n, 3, S, S) float32."""
     from training.train import sample_rows
 
     n = len(data['image'])
     out: dict[str, list] = {k: [] for k in ('heatmaps', 'structure', 'rotation',
                                             'translation', 'focal', 'keypoints', 'visible',
                                             'box_size')}
+    if keep_inputs:
+        out['inputs'] = []
     crop_list = []
     model.eval()
     with torch.no_grad():
@@ -67,6 +71,8 @@ def run_model(model: INN3D, crops: CropSampler, data: dict, batch: int = 64) -> 
             out['keypoints'].append(b['keypoints'])
             out['visible'].append(b['visible'])
             out['box_size'].append(b['box_size'])
+            if keep_inputs:
+                out['inputs'].append(b['input'])
             crop_list += b['crops']
     res = {k: np.concatenate(v) for k, v in out.items()}
     res['crops'] = crop_list
@@ -126,21 +132,30 @@ def pose_metrics(name: str, category: Category, alpha: np.ndarray, R: np.ndarray
 
 
 def evaluate(checkpoint: str | Path, data_root: str | Path, out: str | Path,
-             limit: int = 0, baselines: bool = True, pad: float = 0.15) -> dict:
+             limit: int = 0, baselines: bool = True, pad: float = 0.15,
+             shape: str | Path | None = None) -> dict:
     """Run the whole protocol; writes ``metrics.json``, ``per_sample.npz`` and plots."""
     from training.synth.dataset import read_manifest
     from training.train import load_images
 
     if read_manifest(data_root).get('kind') == 'videos':
+        if shape is not None:
+            raise ValueError('--shape needs a rendered image benchmark (voxels and masks), '
+                             f'{data_root} holds videos')
         data = load_video_objects(data_root, limit=limit)
     else:
-        data = load_images(data_root, limit=limit)
-    return evaluate_data(checkpoint, data, out, str(data_root), baselines, pad)
+        from training.train import IMAGE_FIELDS
+
+        extra = ['voxels', 'mask', 'depth'] if shape is not None else []
+        data = load_images(data_root, fields=IMAGE_FIELDS + extra, limit=limit)
+    return evaluate_data(checkpoint, data, out, str(data_root), baselines, pad, shape)
 
 
 def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str = '',
-                  baselines: bool = True, pad: float = 0.15) -> dict:
-    """:func:`evaluate` on samples already in memory (fields of rendered images)."""
+                  baselines: bool = True, pad: float = 0.15,
+                  shape: str | Path | None = None) -> dict:
+    """:func:`evaluate` on samples already in memory (fields of rendered images); with a
+    ``shape`` checkpoint also the voxel metrics (:mod:`training.voxel_eval`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, payload = load_checkpoint(checkpoint)
@@ -152,7 +167,7 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
     crops = CropSampler(category, cfg.input_size, pad, cfg.sigma, cfg.mean, cfg.std)
     n = len(data['image'])
     t0 = time.time()
-    net = run_model(model, crops, data)
+    net = run_model(model, crops, data, keep_inputs=shape is not None)
     net_s = time.time() - t0
     codec = HeatmapCodec(cfg.input_size, cfg.stride, cfg.sigma)
     kp_crop, conf = codec.decode(net['heatmaps'])
@@ -202,6 +217,14 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
               'methods': methods, 'references': references,
               'rmse_thresholds': metrics.RMSE_THRESHOLDS.tolist(), 'timings': timings,
               'binned': table}
+    if shape is not None:
+        from training.voxel_eval import evaluate_voxels, plot_voxel_cases
+
+        result['voxels'], vper = evaluate_voxels(shape, data, net, net.pop('inputs'),
+                                                 category, cfg.input_size)
+        for key in ('azimuth_acc_pi6', 'geodesic_acc_pi6', 'geodesic_median_deg'):
+            result['voxels'][f'rotation_{key}'] = methods['3d-inn'][key]
+        plot_voxel_cases(data, vper, out / 'voxels.png')
     (out / 'metrics.json').write_text(json.dumps(result, indent=1) + '\n')
     np.savez_compressed(out / 'per_sample.npz', keypoints=kp_img, confidence=conf,
                         **{f'{m}_{k}': v for m, d in per.items() for k, v in d.items()})
@@ -351,6 +374,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument('--no-baselines', action='store_true', help='skip the two baselines')
     p.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
     p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
+    p.add_argument('--shape', default=None,
+                   help='shape model (python -m training.train shape): add the voxel '
+                        'metrics of seed 004 (metrics.json "voxels", voxels.png)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from training.synth.dataset import read_manifest
@@ -366,12 +392,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.checkpoint is None:
         p.error('--checkpoint is required for image and video benchmarks')
     res = evaluate(args.checkpoint, args.data, args.out, args.limit, not args.no_baselines,
-                   args.pad)
+                   args.pad, args.shape)
     summary = {'keypoints_2d': {k: v for k, v in res['keypoints_2d'].items()
                                 if not isinstance(v, list)},
                'references': res['references']}
     for key, m in res['methods'].items():
         summary[key] = {k: v for k, v in m.items() if not isinstance(v, list)}
+    if 'voxels' in res:
+        summary['voxels'] = res['voxels']
     print(json.dumps(summary, indent=1))
 
 

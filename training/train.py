@@ -706,6 +706,12 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser('voxels', help='seed 004: voxel shape auto-encoder (decoder + style)')
     common(sp, 3000, 32, 1e-3)
     voxel_stage.add_arguments(sp)
+
+    from training import shape_stage
+
+    sp = sub.add_parser('shape', help='seed 004: style encoder (image -> voxel shape code)')
+    common(sp, 3000, 32, 1e-3)
+    shape_stage.add_arguments(sp)
     return p
 
 
@@ -716,12 +722,19 @@ def train_voxels(args: argparse.Namespace) -> Path:
     return voxel_stage.train_voxels(args)
 
 
+def train_shape(args: argparse.Namespace) -> Path:
+    """Seed 004's image -> style network: :func:`training.shape_stage.train_shape`."""
+    from training import shape_stage
+
+    return shape_stage.train_shape(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     {'interpreter': train_interpreter, 'keypoints': train_keypoints,
-     'finetune': finetune, 'voxels': train_voxels}[args.stage](args)
+     'finetune': finetune, 'voxels': train_voxels, 'shape': train_shape}[args.stage](args)
 
 
 if __name__ == '__main__':

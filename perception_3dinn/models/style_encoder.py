@@ -1,0 +1,114 @@
+"""Image -> style code, and the shape model that turns a crop into voxels (seed 004, sec. 3.3).
+
+Seed 004 predicts from the image the style vector of its learned shape space and decodes it,
+with the pose kept apart, into an aligned voxel shape. Here the structure parameters
+``alpha`` come from the 3D-INN (:class:`perception_3dinn.models.inn.INN3D`), so the
+:class:`StyleEncoder` only regresses the style code of
+:class:`perception_3dinn.models.voxel_decoder.VoxelDecoder`: a small strided CNN on the same
+normalised crop the INN sees.
+
+:class:`ShapeModel` is the exported graph of the learned shape: inputs ``image``
+``(B, 3, S, S)`` (normalised as the INN's input) and ``structure`` ``(B, K)`` (the INN's
+output), output ``occupancy`` ``(B, V, V, V)`` probabilities in the category's canonical grid
+(:func:`perception_3dinn.voxels.grid_for_dimensions`, indexed ``[ix, iy, iz]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from perception_3dinn.models.projection import _check
+from perception_3dinn.models.voxel_decoder import VoxelDecoder, VoxelDecoderConfig
+
+SHAPE_INPUT_NAMES = ('image', 'structure')
+SHAPE_OUTPUT_NAMES = ('occupancy',)
+
+
+@dataclass
+class StyleEncoderConfig:
+    """Hyper-parameters of :class:`StyleEncoder`.
+
+    Attributes:
+        input_size: crop side in pixels (the INN's).
+        channels: output channels of the stride-2 convolutions (one per halving).
+        style_dim: length of the style code (the decoder's).
+    """
+
+    input_size: int = 128
+    channels: tuple = (16, 32, 64, 96, 128)
+    style_dim: int = 8
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.input_size % (2 ** len(self.channels)):
+            raise ValueError(f'input_size {self.input_size} must be divisible by '
+                             f'{2 ** len(self.channels)}')
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d['channels'] = list(self.channels)
+        return d
+
+
+class StyleEncoder(nn.Module):
+    """Normalised crop (B, 3, S, S) -> style code (B, style_dim)."""
+
+    def __init__(self, config: StyleEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        cin = 3
+        for cout in config.channels:
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True)]
+            cin = cout
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, config.style_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        s = self.config.input_size
+        _check('image', image, (None, 3, s, s))
+        return self.fc(self.conv(image).mean(dim=(2, 3)))
+
+
+@dataclass
+class ShapeModelConfig:
+    """A :class:`StyleEncoder` and a :class:`VoxelDecoder` (stored in shape checkpoints)."""
+
+    category: str = 'chair'
+    style: StyleEncoderConfig = field(default_factory=StyleEncoderConfig)
+    decoder: VoxelDecoderConfig = field(default_factory=VoxelDecoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.style.style_dim != self.decoder.style_dim:
+            raise ValueError(f'style encoder and decoder disagree on style_dim: '
+                             f'{self.style.style_dim} != {self.decoder.style_dim}')
+
+    def to_dict(self) -> dict:
+        return {'category': self.category, 'style': self.style.to_dict(),
+                'decoder': self.decoder.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ShapeModelConfig:
+        return cls(category=d['category'], style=StyleEncoderConfig(**d['style']),
+                   decoder=VoxelDecoderConfig.from_dict(d['decoder']))
+
+
+class ShapeModel(nn.Module):
+    """(image (B, 3, S, S), structure (B, K)) -> occupancy probabilities (B, V, V, V)."""
+
+    def __init__(self, config: ShapeModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.style_encoder = StyleEncoder(config.style)
+        self.decoder = VoxelDecoder(config.decoder)
+
+    def logits(self, image: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        """Occupancy logits (B, V, V, V)."""
+        return self.decoder(structure, self.style_encoder(image))
+
+    def forward(self, image: torch.Tensor, structure: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(image, structure))
