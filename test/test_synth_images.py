@@ -230,3 +230,25 @@ def test_backgrounds_from_user_folder(tmp_path, chair):
     np.testing.assert_allclose(bg[..., 1:], 0.0)
     with pytest.raises(FileNotFoundError):
         render.list_backgrounds(tmp_path / 'missing')
+
+
+def test_shifted_domain_is_seeded_and_looks_different(chair):
+    """The shifted render style: same labels' geometry rules, narrower lenses, a palette and
+    background of its own, the same bits again from the same seed."""
+    with pytest.raises(ValueError, match='unknown render domain'):
+        ImageConfig(domain='sunny')
+    shifted = ImageConfig(domain='shifted', occluder_prob=0.0)
+    a = [render_sample(chair, np.random.default_rng([3, i]), shifted) for i in range(6)]
+    b = render_sample(chair, np.random.default_rng([3, 0]), shifted)
+    assert np.array_equal(a[0]['image'], b['image'])
+    default = [render_sample(chair, np.random.default_rng([3, i]), ImageConfig(occluder_prob=0))
+               for i in range(6)]
+    fx_min = 0.5 * 128 / np.tan(np.radians(45.0) / 2)
+    assert all(s['K'][0, 0] >= fx_min * 0.999 for s in a)
+    # Backgrounds are darker and more saturated than the default ones.
+    hsv = [np.concatenate([cv2.cvtColor(s['image'], cv2.COLOR_RGB2HSV)[s['mask'] == 0]
+                           for s in group]) for group in (a, default)]
+    assert hsv[0][:, 2].mean() < hsv[1][:, 2].mean() - 30
+    assert hsv[0][:, 1].mean() > hsv[1][:, 1].mean() + 30
+    for s in a:  # labels are as consistent as in the default domain
+        assert s['mask'].any() and s['voxels'].any()

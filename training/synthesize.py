@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                            help='folder of background images mixed with procedural ones')
             s.add_argument('--occluder-prob', type=float, default=0.4)
             s.add_argument('--no-voxels', action='store_true', help='skip voxel grids')
+            s.add_argument('--domain', default='default', choices=('default', 'shifted'),
+                           help='render style (training.synth.domains)')
         if kind == 'videos':
             s.add_argument('--frames', type=int, default=48, help='frames per video')
             s.add_argument('--objects', type=int, nargs=2, default=(1, 3),
@@ -96,7 +98,7 @@ def _images(args) -> None:
 
     config = ImageConfig(size=args.size, occluder_prob=args.occluder_prob,
                          background_dir=str(args.backgrounds) if args.backgrounds else None,
-                         voxels=not args.no_voxels)
+                         voxels=not args.no_voxels, domain=args.domain)
     manifest = generate_image_dataset(args.category, args.count, args.out, args.seed, config,
                                       args.shard_size, args.workers)
     print(f'wrote {manifest["count"]} images in {len(manifest["shards"])} shards to {args.out}')

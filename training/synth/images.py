@@ -28,6 +28,14 @@ from perception_3dinn.geometry import pose_from_viewpoint, viewpoint_from_rotati
 from perception_3dinn.skeleton import Category
 from perception_3dinn.voxels import grid_for_dimensions
 from training.synth import render
+from training.synth.domains import (
+    check_domain,
+    shifted_background,
+    shifted_colour,
+    SHIFTED_HFOV_DEG,
+    shifted_texture,
+    shifted_tint,
+)
 from training.synth.procedural import ConvexPart, generate, keypoint_diagonal, Mesh, prism
 
 VOXEL_SIZE = 32
@@ -69,6 +77,10 @@ class ImageConfig:
     occluder_prob: float = 0.4
     background_dir: str | None = None
     voxels: bool = True
+    domain: str = 'default'  # render style, training.synth.domains
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -190,7 +202,8 @@ def render_sample(category: Category, rng: np.random.Generator,
     mesh = generate(category.name, rng)
     scale = float(keypoint_diagonal(mesh.keypoints))
     alpha = category.fit_structure(mesh.keypoints / scale)
-    K = sample_intrinsics(rng, s, s, config.hfov_deg)
+    shifted = config.domain == 'shifted'
+    K = sample_intrinsics(rng, s, s, SHIFTED_HFOV_DEG if shifted else config.hfov_deg)
     R, t = place_object(mesh, K, s, s, rng, config)
 
     obj = render.build_soup(mesh.parts, R, t)
@@ -210,19 +223,25 @@ def render_sample(category: Category, rng: np.random.Generator,
     part_map = np.where(face >= 0, soup.face_part[np.maximum(face, 0)], -1)
 
     # Appearance: materials per slot (frame, seat, back, arms, occluder).
-    textures = [render.texture_pattern(rng, s, s) for _ in range(3)]
+    texture, colour = ((shifted_texture, shifted_colour) if shifted else
+                       (render.texture_pattern, render.random_colour))
+    textures = [texture(rng, s, s) for _ in range(3)]
     shared = rng.random() < 0.5
-    base_col = render.random_colour(rng)
-    slot_col = np.stack([base_col if (shared and m < 4) else render.random_colour(rng)
-                         for m in range(5)])
+    base_col = colour(rng)
+    slot_col = np.stack([base_col if (shared and m < 4) else colour(rng) for m in range(5)])
     slot_tex = rng.integers(0, len(textures), 5)
     part_mat = np.array([p.material for p in mesh.parts] + [p.material for p in occluders])
     light = render.Lighting.sample(rng, R[:, 2])
     shade = light.shade(soup.normals)
     face_mat = part_mat[soup.face_part]
     face_colour = slot_col[face_mat] * shade[:, None]
-    bg = render.background(rng, s, s, backgrounds)
+    if shifted:
+        bg = shifted_background(rng, s, s)
+    else:
+        bg = render.background(rng, s, s, backgrounds)
     img = render.compose(bg, face, face_colour.astype(np.float32), slot_tex[face_mat], textures)
+    if shifted:
+        img = img * shifted_tint(rng)
     image = render.finish(img, rng)
 
     kp3 = mesh.keypoints @ R.T + t
