@@ -23,6 +23,10 @@ def runs(tmp_path_factory):
     train.main(['voxels', '--steps', '2', '--batch', '4', '--train-size', '6', '--val-size',
                 '3', '--test-size', '3', '--eval-every', '2', '--channels', '8,8,8',
                 '--out', str(root / 'voxels')])
+    train.main(['shape', '--data', str(root / 'images'), '--voxels',
+                str(root / 'voxels/model.pt'), '--steps', '2', '--batch', '3', '--val-size', '3',
+                '--eval-every', '2', '--style-channels', '4,4,4,4,4',
+                '--out', str(root / 'shape_base')])
     return root
 
 
@@ -64,10 +68,10 @@ def test_evaluate_writes_voxel_metrics_for_both_methods(runs, tmp_path):
 
     evaluate.main(['--checkpoint', 'perception_3dinn/data/models/chair/model.pt', '--data',
                    str(runs / 'images'), '--out', str(tmp_path / 'eval'), '--no-baselines',
-                   '--shape', str(runs / 'shape/model.pt')])
+                   '--shape', str(runs / 'shape_base/model.pt')])
     res = json.loads((tmp_path / 'eval/metrics.json').read_text())
     vox = res['voxels']
-    shape_metrics = json.loads((runs / 'shape/metrics.json').read_text())
+    shape_metrics = json.loads((runs / 'shape_base/metrics.json').read_text())
     assert vox['learned']['threshold'] == shape_metrics['threshold']
     for method in ('learned', 'skeleton_tubes'):
         for key in ('iou', 'ap_3d', 'ap_2d', 'iou_2d'):
@@ -78,3 +82,45 @@ def test_evaluate_writes_voxel_metrics_for_both_methods(runs, tmp_path):
     assert vox['rotation_geodesic_median_deg'] == res['methods']['3d-inn'][
         'geodesic_median_deg']
     assert (tmp_path / 'eval/voxels.png').stat().st_size > 10_000
+
+
+def test_silhouette_stage_trains_from_masks_and_skips_bad_ones(runs, tmp_path):
+    """Masks only: a sample with an empty mask and one with a full mask are named and left
+    out; the run resumes; the INN and style encoder change, the decoder does not."""
+    from training.synth.dataset import ShardDataset
+
+    root = tmp_path / 'masks'
+    generate_image_dataset('chair', 6, root, seed=5, config=ImageConfig(occluder_prob=0.0),
+                           shard_size=6, progress=False)
+    ds = ShardDataset(root)
+    shard = root / ds.shards[0]['file']
+    arrays = dict(np.load(shard))
+    assert arrays['mask'].shape == (6, 128, 128)
+    arrays['mask'][1] = 0
+    arrays['mask'][4] = 1
+    np.savez_compressed(shard, **arrays)
+    out = tmp_path / 'sil'
+    args = ['silhouette', '--data', str(root), '--val-data', str(runs / 'images'),
+            '--val-size', '4', '--shape', str(runs / 'shape_base/model.pt'), '--steps', '4',
+            '--batch', '2', '--eval-every', '2', '--log-every', '1', '--depth-samples', '16',
+            '--out', str(out)]
+    train.main(args + ['--stop-after', '2'])
+    train.main(args + ['--resume'])
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['skipped'] == 2 and metrics['train_size'] == 4
+    reasons = ' '.join(metrics['skipped_samples'])
+    assert 'sample 1: empty mask' in reasons and 'sample 4: mask covers the whole image' in \
+        reasons and ds.shards[0]['file'] in reasons
+    assert 0.0 <= metrics['val_iou_2d'] <= 1.0 and metrics['val_iou_2d'] >= \
+        metrics['start']['val_iou_2d']
+    from perception_3dinn.models import load_checkpoint
+
+    inn, payload = load_checkpoint(out / 'model.pt')
+    assert payload['stage'] == 'silhouette'
+    tuned, _ = load_shape_checkpoint(out / 'shape.pt')
+    before, _ = load_shape_checkpoint(runs / 'shape_base/model.pt')
+    for k, v in before.decoder.state_dict().items():
+        assert torch.equal(tuned.decoder.state_dict()[k], v), k
+    log = [json.loads(line) for line in (out / 'log.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in log if r['kind'] == 'train'] == [0, 1, 2, 3]
+    assert (out / 'loss.png').is_file()

@@ -7,8 +7,14 @@
         --out runs/finetune
 
     python -m training.train voxels --out runs/voxels --steps 3000
+    python -m training.train shape --data datasets/chair_vox_train \
+        --voxels runs/voxels/model.pt --out runs/shape
+    python -m training.train silhouette --data datasets/chair_shift_train \
+        --val-data datasets/chair_shift_sel --shape runs/shape/model.pt --out runs/silhouette
 
-``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`).
+``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`), ``shape`` the
+image network that predicts its style code (:mod:`training.shape_stage`), ``silhouette``
+fine-tunes both image networks from object masks alone (:mod:`training.silhouette_stage`).
 ``interpreter --hidden 1024,1024 [--coord-hidden 512,512]`` sets the interpreter's widths;
 ``finetune --frozen-keypoints`` trains the interpreter alone on the frozen keypoint net's
 heatmaps (computed once for ``--passes`` augmented crops of every image).
@@ -712,6 +718,12 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser('shape', help='seed 004: style encoder (image -> voxel shape code)')
     common(sp, 3000, 32, 1e-3)
     shape_stage.add_arguments(sp)
+
+    from training import silhouette_stage
+
+    sp = sub.add_parser('silhouette', help='seed 004: fine-tune from object masks only')
+    common(sp, 1500, 16, 5e-5)
+    silhouette_stage.add_arguments(sp)
     return p
 
 
@@ -729,12 +741,20 @@ def train_shape(args: argparse.Namespace) -> Path:
     return shape_stage.train_shape(args)
 
 
+def train_silhouette(args: argparse.Namespace) -> Path:
+    """Seed 004's mask-only fine-tuning: :func:`training.silhouette_stage.train_silhouette`."""
+    from training import silhouette_stage
+
+    return silhouette_stage.train_silhouette(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     {'interpreter': train_interpreter, 'keypoints': train_keypoints,
-     'finetune': finetune, 'voxels': train_voxels, 'shape': train_shape}[args.stage](args)
+     'finetune': finetune, 'voxels': train_voxels, 'shape': train_shape,
+     'silhouette': train_silhouette}[args.stage](args)
 
 
 if __name__ == '__main__':
