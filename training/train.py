@@ -7,8 +7,11 @@
         --out runs/finetune
 
     python -m training.train voxels --out runs/voxels --steps 3000
+    python -m training.train video --init runs/finetune/model.pt --videos datasets/videos \
+        --images datasets/chair_train_128 --out runs/video --clip-lengths 3,7,11,15
 
-``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`).
+``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`); ``video`` the
+whole network on unlabelled video clips, seed 001 (:mod:`training.video_stage`).
 ``interpreter --hidden 1024,1024 [--coord-hidden 512,512]`` sets the interpreter's widths;
 ``finetune --frozen-keypoints`` trains the interpreter alone on the frozen keypoint net's
 heatmaps (computed once for ``--passes`` augmented crops of every image).
@@ -706,6 +709,12 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser('voxels', help='seed 004: voxel shape auto-encoder (decoder + style)')
     common(sp, 3000, 32, 1e-3)
     voxel_stage.add_arguments(sp)
+
+    from training import video_stage
+
+    sp = sub.add_parser('video', help='seed 001: semi-supervised training on video clips')
+    common(sp, 0, 8, 1e-4)
+    video_stage.add_arguments(sp)
     return p
 
 
@@ -716,12 +725,19 @@ def train_voxels(args: argparse.Namespace) -> Path:
     return voxel_stage.train_voxels(args)
 
 
+def train_video(args: argparse.Namespace) -> Path:
+    """Seed 001's video stage: :func:`training.video_stage.train_video`."""
+    from training import video_stage
+
+    return video_stage.train_video(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     {'interpreter': train_interpreter, 'keypoints': train_keypoints,
-     'finetune': finetune, 'voxels': train_voxels}[args.stage](args)
+     'finetune': finetune, 'voxels': train_voxels, 'video': train_video}[args.stage](args)
 
 
 if __name__ == '__main__':
