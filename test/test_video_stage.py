@@ -105,7 +105,16 @@ def test_video_stage_runs_resumes_and_exports(tmp_path, data, capsys):
     assert all(np.isfinite(r[k]) and r[k] >= 0 for r in trains for k in terms)
     assert all(r['rotation'] > 0 and r['reprojection'] > 0 for r in trains)
     vals = [r for r in recs if r['kind'] == 'val']
-    assert [r['step'] for r in vals] == [1, 2, 3, 4]
+    assert [(r['step'], r['clip_length']) for r in vals] == [(0, 3), (1, 3), (2, 3), (2, 6),
+                                                             (3, 6), (4, 6)]
+    # each length starts from the best of the one before: evaluated at L=6 it is that model
+    best3 = min(vals[:3], key=lambda r: r['structure_rmse_mean'])
+    _, payload3 = _weights(a / 'best_L3.pt')
+    assert payload3['step'] == best3['step'] and payload3['metrics'] == {
+        k: v for k, v in best3.items() if k not in ('kind', 'step', 'clip_length')}
+    # the clips of both lengths cover the 12 validation frames: the same structure error
+    assert vals[3]['structure_rmse_mean'] == pytest.approx(best3['structure_rmse_mean'],
+                                                           rel=1e-6)
     assert all(np.isfinite(r['structure_rmse_mean']) and np.isfinite(r['video_loss'])
                for r in vals)
     # model.pt: the best of the last length, as an INN3D checkpoint of stage 'video'
@@ -116,11 +125,13 @@ def test_video_stage_runs_resumes_and_exports(tmp_path, data, capsys):
     assert payload['extra']['data']['6']['short_tracks_skipped'] == 1
     best_val = min(r['structure_rmse_mean'] for r in vals if r['clip_length'] == 6)
     assert payload['metrics']['structure_rmse_mean'] == best_val
-    init, _ = _weights(f'{INIT}/model.pt')
     for key in w:
         assert torch.equal(w[key], best6[key])
-    assert any(not torch.equal(w[k], init[k].float()) for k in w if k.startswith('keypoint'))
-    assert any(not torch.equal(w[k], init[k].float()) for k in w if k.startswith('interp'))
+    # the whole network trained (the last weights moved from the initial model's)
+    init, _ = _weights(f'{INIT}/model.pt')
+    last, _ = _weights(a / 'last.pt')
+    assert any(not torch.equal(last[k], init[k].float()) for k in w if k.startswith('keypoint'))
+    assert any(not torch.equal(last[k], init[k].float()) for k in w if k.startswith('interp'))
     # interrupted mid-length (step 3) and at the boundary (step 2), then resumed
     for stop in ('3', '2'):
         b = tmp_path / f'stop{stop}'

@@ -30,14 +30,15 @@ from the paper's). Curriculum over ``--clip-lengths``, ``--steps-per-length`` st
 (``--steps`` is their product); each length restarts the optimiser and the learning-rate
 schedule from the best checkpoint of the length before (``best_L<L>.pt``).
 
-Validation, every ``--eval-every`` steps and at the end of each length, on the held-out
-clips of the current length: the video loss (the weighted sum of the video terms) and, where
-the validation videos carry structure labels (synthetic ones do), the structure error of
-every frame (RMSE after normalisation, ``perception_3dinn.metrics``). The best model of a
-length is the one with the lowest mean structure RMSE where labels exist, else the lowest
-video loss (``selection`` in the records). Resumable (``--resume`` from ``last.pt``); writes
-``log.jsonl``, ``loss.png``, ``summary.json`` and ``model.pt`` (the best of the last length,
-an INN3D checkpoint as stage 3 writes, for ``training.export``).
+Validation, at the start and the end of each length and every ``--eval-every`` steps, on the
+held-out clips of the current length: the video loss (the weighted sum of the video terms)
+and, where the validation videos carry structure labels (synthetic ones do), the structure
+error of every frame (RMSE after normalisation, ``perception_3dinn.metrics``). The best model
+of a length, its starting point included, is the one with the lowest mean structure RMSE
+where labels exist, else the lowest video loss (``selection`` in the summary). Resumable
+(``--resume`` from ``last.pt``); writes ``log.jsonl``, ``loss.png``, ``summary.json`` and
+``model.pt`` (the best of the last length, an INN3D checkpoint as stage 3 writes, for
+``training.export``).
 """
 
 from __future__ import annotations
@@ -92,11 +93,15 @@ def load_tracks(root: str | Path, videos: range, size: int, pad: float, min_box:
     Returns:
         dict: ``crops (F, S, S, 3) uint8``, ``scale (F,)`` crop scales, ``tracks`` a list of
         ``(first, length)`` runs of consecutive rows of ``crops``, ``track_video`` and
-        ``track_object`` (per track) and, with ``labels``, ``structure (tracks, K)``.
+        ``track_object`` (per track) and, with ``labels`` where the set has them,
+        ``structure (tracks, K)``.
     """
     from training.synth.dataset import ShardDataset
 
-    ds = ShardDataset(root, fields=VIDEO_FIELDS + (['structure'] if labels else []))
+    ds = ShardDataset(root, fields=VIDEO_FIELDS)
+    labels = labels and 'structure' in ds.manifest.get('fields', {})
+    if labels:
+        ds.fields = VIDEO_FIELDS + ['structure']
     if ds.kind != 'videos':
         raise SystemExit(f'{root}: a {ds.kind!r} data set; --videos needs a video set '
                          '(python -m training.synthesize videos)')
@@ -203,6 +208,23 @@ def evaluate(model: INN3D, category: Category, val: dict, clips: np.ndarray, own
     return res
 
 
+def validate(run: Run, model: INN3D, category: Category, split: tuple, evaluation: tuple,
+             key: str, best: dict, length: int, step: int) -> tuple[dict, dict]:
+    """Evaluate after ``step`` steps on the held-out ``split`` = (tracks, clips, owner), log
+    it, and save ``best_L<length>.pt`` when ``key`` improves on ``best``; returns the
+    results and the (updated) best ``{score, step}``."""
+    crops, codec, weights = evaluation
+    res = evaluate(model, category, *split, crops, codec, weights)
+    if res[key] < best['score']:
+        best = {'score': res[key], 'step': step}
+        save_checkpoint(run.out / f'best_L{length}.pt', model, category_record(category),
+                        'video', step, None, res)
+    run.log({'kind': 'val', 'step': step, 'clip_length': length, **res})
+    tqdm.write(f'step {step} (L={length}): {key} {res[key]:.4f}, best {best["score"]:.4f} '
+               f'at step {best["step"]}')
+    return res, best
+
+
 def selection_key(val: dict) -> str:
     """The validation number that picks the best model of a clip length (lower is better)."""
     return 'structure_rmse_mean' if 'structure' in val else 'video_loss'
@@ -269,6 +291,7 @@ def train_video(args: argparse.Namespace) -> Path:
     common = (cfg.input_size, args.pad, args.min_box)
     train = load_tracks(args.videos, range(n_videos - n_val), *common)
     val = load_tracks(args.videos, range(n_videos - n_val, n_videos), *common, labels=True)
+    report = clip_report(train, val, lengths, args.clip_stride)
     opt = _optimizer(model, args.lr)
     step = resume(run, model, opt, args.resume)
     best = {'score': float('inf'), 'step': -1}
@@ -278,7 +301,7 @@ def train_video(args: argparse.Namespace) -> Path:
     bar = tqdm(total=args.steps, initial=step, desc='video')
     t0 = time.time()
     key = selection_key(val)
-    report = clip_report(train, val, lengths, args.clip_stride)
+    evaluation = (crops, codec, weights)
     while step < stop:
         si = step // spl
         length, start = lengths[si], si * spl
@@ -295,7 +318,9 @@ def train_video(args: argparse.Namespace) -> Path:
                 prev = read_checkpoint(run.out / f'best_L{lengths[si - 1]}.pt')
                 model.load_state_dict(prev['state_dict'])
             opt = _optimizer(model, args.lr)
-            best = {'score': float('inf'), 'step': -1}
+            # the starting point is a candidate too: a length never ends worse than it began
+            _, best = validate(run, model, category, (val, vclips, vowner), evaluation, key,
+                               {'score': float('inf'), 'step': -1}, length, start)
         bar.set_description(f'video L={length}')
         first = step
         for step in range(first, min(start + spl, stop)):
@@ -319,14 +344,8 @@ def train_video(args: argparse.Namespace) -> Path:
                 bar.set_postfix(loss=f'{loss.item():.3f}')
             bar.update(1)
             if (step + 1) % args.eval_every == 0 or step + 1 == start + spl:
-                res = evaluate(model, category, val, vclips, vowner, crops, codec, weights)
-                if res[key] < best['score']:
-                    best = {'score': res[key], 'step': step + 1}
-                    save_checkpoint(run.out / f'best_L{length}.pt', model,
-                                    category_record(category), 'video', step + 1, None, res)
-                run.log({'kind': 'val', 'step': step + 1, 'clip_length': length, **res})
-                bar.write(f'step {step + 1} (L={length}): {key} {res[key]:.4f}, best '
-                          f'{best["score"]:.4f} at step {best["step"]}')
+                res, best = validate(run, model, category, (val, vclips, vowner), evaluation,
+                                     key, best, length, step + 1)
                 save_checkpoint(run.out / 'last.pt', model, category_record(category), 'video',
                                 step + 1, opt, res, {'best': best, 'clip_length': length})
                 run.plot()
