@@ -712,7 +712,9 @@ def parser() -> argparse.ArgumentParser:
 
     from training import video_stage
 
-    sp = sub.add_parser('video', help='seed 001: semi-supervised training on video clips')
+    sp = sub.add_parser('video', help='seed 001: semi-supervised training on video clips',
+                        description=video_stage.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     common(sp, 0, 8, 1e-4)
     video_stage.add_arguments(sp)
     return p

@@ -27,7 +27,8 @@ latents are solved in closed form with the network fixed (median, or the mean wi
 relaxation for the first ``--l2-steps`` steps, footnote 1), then one network step is taken
 with the latents fixed (:mod:`training.video_losses`; weights ``--w-*``, defaults converted
 from the paper's). Curriculum over ``--clip-lengths``, ``--steps-per-length`` steps each
-(``--steps`` is their product); each length restarts the optimiser and the learning-rate
+(``--steps`` is set to their product; ``--workers`` is not used: the clips' crops are made
+once at start); each length restarts the optimiser and the learning-rate
 schedule from the best checkpoint of the length before (``best_L<L>.pt``).
 
 Validation, at the start and the end of each length and every ``--eval-every`` steps, on the
