@@ -12,9 +12,14 @@
     python -m training.train silhouette --data datasets/chair_shift_train \
         --val-data datasets/chair_shift_sel --shape runs/shape/model.pt --out runs/silhouette
 
+    python -m training.train video --init runs/finetune/model.pt --videos datasets/videos \
+        --images datasets/chair_train_128 --out runs/video --clip-lengths 3,7,11,15
+
 ``voxels`` trains the shape space of seed 004 (:mod:`training.voxel_stage`), ``shape`` the
 image network that predicts its style code (:mod:`training.shape_stage`), ``silhouette``
-fine-tunes both image networks from object masks alone (:mod:`training.silhouette_stage`).
+fine-tunes both image networks from object masks alone (:mod:`training.silhouette_stage`);
+``video`` trains the whole network on unlabelled video clips, seed 001
+(:mod:`training.video_stage`).
 ``interpreter --hidden 1024,1024 [--coord-hidden 512,512]`` sets the interpreter's widths;
 ``finetune --frozen-keypoints`` trains the interpreter alone on the frozen keypoint net's
 heatmaps (computed once for ``--passes`` augmented crops of every image).
@@ -724,6 +729,14 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser('silhouette', help='seed 004: fine-tune from object masks only')
     common(sp, 1500, 16, 5e-5)
     silhouette_stage.add_arguments(sp)
+
+    from training import video_stage
+
+    sp = sub.add_parser('video', help='seed 001: semi-supervised training on video clips',
+                        description=video_stage.__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    common(sp, 0, 8, 1e-4)
+    video_stage.add_arguments(sp)
     return p
 
 
@@ -748,13 +761,20 @@ def train_silhouette(args: argparse.Namespace) -> Path:
     return silhouette_stage.train_silhouette(args)
 
 
+def train_video(args: argparse.Namespace) -> Path:
+    """Seed 001's video stage: :func:`training.video_stage.train_video`."""
+    from training import video_stage
+
+    return video_stage.train_video(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
     {'interpreter': train_interpreter, 'keypoints': train_keypoints,
      'finetune': finetune, 'voxels': train_voxels, 'shape': train_shape,
-     'silhouette': train_silhouette}[args.stage](args)
+     'silhouette': train_silhouette, 'video': train_video}[args.stage](args)
 
 
 if __name__ == '__main__':
