@@ -51,6 +51,17 @@ def test_up_axis_detected_and_given(tmp_path, axis, name):
                                [0, 0, -1.0], atol=1e-9)
 
 
+def test_non_manifold_is_a_warning(tmp_path):
+    (tmp_path / 'fan.obj').write_text('v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nv 0 -1 0\n'
+                                      'f 1 2 3\nf 1 2 4\nf 1 2 5\n')  # edge 1-2 in 3 faces
+    m = meshes.load_mesh(tmp_path / 'fan.obj', up='z')
+    assert any('1 non-manifold edges' in w for w in m.warnings)
+    assert any('watertight' in w for w in m.warnings) and len(m.faces) == 3
+    _box(tmp_path / 'box.stl', (1.0, 1.0, 1.0))
+    box = meshes.load_mesh(tmp_path / 'box.stl', up='z')
+    assert box.warnings == []  # an STL box is watertight once its vertices are merged
+
+
 def test_units_warning_and_skip(tmp_path):
     _box(tmp_path / 'mm.ply', (900.0, 500.0, 450.0))  # a chair in millimetres
     m = meshes.load_mesh(tmp_path / 'mm.ply', up='z', metric_size=0.9)

@@ -11,8 +11,9 @@ Checks, one clear message per file (:class:`MeshReport`):
 - rejected (skipped and counted): unreadable or empty file, non-finite vertices, zero
   surface area, more than ``max_faces`` faces (no decimation: say so and let the user
   simplify the mesh with a tool made for it);
-- warnings (the mesh is kept): not watertight (the renderer draws faces two-sided and does
-  not need a closed surface), suspicious units: the raw longest side is more than 100 times
+- warnings (the mesh is kept): not watertight or non-manifold edges (the renderer draws
+  faces independently and two-sided, so it needs neither a closed nor a manifold surface),
+  suspicious units: the raw longest side is more than 100 times
   or less than 1e-3 times the user's ``metric_size`` (metres), which usually means
   millimetres or a broken export. ``units='skip'`` rejects those instead. The shape is
   normalised either way; the metric size is only the category's size prior.
@@ -172,6 +173,10 @@ def load_mesh(path: str | Path, up: str = 'auto', metric_size: float | None = No
     warnings = []
     if not mesh.is_watertight:
         warnings.append('not watertight (kept: the renderer does not need a closed surface)')
+    _, uses = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
+    if np.any(uses > 2):
+        warnings.append(f'{int(np.sum(uses > 2))} non-manifold edges (shared by more than two '
+                        'faces; kept: the renderer draws faces independently)')
     up_axis = detect_up(used) if up == 'auto' else up
     rot = UP_ROTATIONS[up_axis]
     v = vertices @ rot.T
