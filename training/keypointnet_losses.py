@@ -25,12 +25,15 @@ Paper against published code, and what we follow:
 - Separation. The paper compares ``delta^2`` with the squared distance; the published code
   compares ``delta`` itself with the squared distance (so its delta is a squared length).
   We follow the paper's form, so ``delta`` is a distance in object units and keeps its
-  meaning when the object scale changes; the default ``delta = sqrt(0.05) = 0.224`` makes our
-  loss equal to the published code's at its delta of 0.05 (the paper gives no value).
-- Consistency. The published code adds the A -> B and the B -> A terms, each averaged over
-  the keypoints; the paper writes one ``1 / (2N)`` sum over both directions, half that. We
-  follow the paper's normalisation, so the paper's weights (1, 0.2, 1, 1) keep their
-  balance; ``consistency = 2`` reproduces the published sum.
+  meaning when the object scale changes. The paper gives no value; our default
+  ``delta = sqrt(0.05) = 0.224`` makes the loss equal to the published code's at a delta of
+  0.05 (its default as we recall it, not re-checked), so at the defaults the two choices
+  differ in meaning, not in behaviour.
+- Consistency. The published code's sum runs both ways: it adds an A -> B and a B -> A term.
+  The paper's formula also covers both directions but normalises by ``1 / (2N)``, which,
+  with each direction a mean over keypoints, is half the published sum. We follow the
+  paper's normalisation, so its weights (1, 0.2, 1, 1) keep the balance the paper reports;
+  ``consistency = 2`` gives the published sum.
 
 Weights (:class:`KeypointNetLossWeights`): the paper's (alpha_con, alpha_pose, alpha_sep,
 alpha_obj) = (1, 0.2, 1, 1). The paper gives no weight for the variance term or for the
