@@ -91,17 +91,28 @@ def with_targets(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return b
 
 
-@torch.no_grad()
-def evaluate(model: KeypointNetModel, val: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Relative-pose error (degrees) of the keypoints predicted with the predicted flags."""
-    model.eval()
-    out_a, out_b = model(val['image_a']), model(val['image_b'])
-    model.train()
+def _rotation_errors(model: KeypointNetModel, val: dict[str, torch.Tensor],
+                     flags: tuple | None) -> tuple[torch.Tensor, dict, dict]:
+    out_a = model(val['image_a'], None if flags is None else flags[0])
+    out_b = model(val['image_b'], None if flags is None else flags[1])
     X_a = lift(out_a['uv'], out_a['z'], val['K']).double()
     X_b = lift(out_b['uv'], out_b['z'], val['K']).double()
     err = torch.rad2deg(rotation_angle(procrustes(X_a, X_b), val['R_ab'].double()))
+    return err, out_a, out_b
+
+
+@torch.no_grad()
+def evaluate(model: KeypointNetModel, val: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Relative-pose error (degrees) of the keypoints predicted with the predicted flags (the
+    deployed path) and with the true flags (the keypoint network alone), and the flag
+    accuracy."""
+    model.eval()
+    err, out_a, out_b = _rotation_errors(model, val, None)
+    true_err, _, _ = _rotation_errors(model, val, (val['flag_a'], val['flag_b']))
+    model.train()
     flag_ok = torch.cat([out_a['flag'] == val['flag_a'], out_b['flag'] == val['flag_b']])
     return {'rot_err_mean_deg': float(err.mean()), 'rot_err_median_deg': float(err.median()),
+            'true_flag_rot_err_median_deg': float(true_err.median()),
             'flag_accuracy': float(flag_ok.float().mean())}
 
 
