@@ -1,5 +1,5 @@
-"""The shape stage (image -> style code, frozen decoder) runs, resumes and writes a shape
-model whose decoder is the voxel stage's, untouched."""
+"""The shape stage (image -> style code, with the decoder trained or frozen) runs, resumes
+and writes a shape model; evaluation and the mask-only silhouette stage use it."""
 
 import json
 
@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
     return root
 
 
-def test_shape_stage_runs_resumes_and_keeps_the_decoder(runs):
+def test_shape_stage_runs_resumes_and_trains_or_freezes_the_decoder(runs):
     args = ['shape', '--data', str(runs / 'images'), '--voxels', str(runs / 'voxels/model.pt'),
             '--steps', '4', '--batch', '3', '--val-size', '3', '--eval-every', '2',
             '--log-every', '1', '--style-channels', '4,4,4,4,4', '--out', str(runs / 'shape')]
@@ -48,8 +48,12 @@ def test_shape_stage_runs_resumes_and_keeps_the_decoder(runs):
     shape, payload = load_shape_checkpoint(runs / 'shape/model.pt')
     ae, vpayload = load_voxel_checkpoint(runs / 'voxels/model.pt')
     assert payload['grid'] == vpayload['grid']
+    # By default the decoder trains with the style encoder; --freeze-decoder keeps it.
+    assert not torch.equal(shape.decoder.fc.weight, ae.decoder.fc.weight)
+    train.main(args[:-1] + [str(runs / 'shape_frozen'), '--steps', '1', '--freeze-decoder'])
+    frozen, _ = load_shape_checkpoint(runs / 'shape_frozen/model.pt')
     for k, v in ae.decoder.state_dict().items():
-        assert torch.equal(shape.decoder.state_dict()[k], v), k
+        assert torch.equal(frozen.decoder.state_dict()[k], v), k
     image = torch.zeros(2, 3, 128, 128)
     with torch.no_grad():
         occ = shape(image, torch.zeros(2, ae.config.num_bases))
