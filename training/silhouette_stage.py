@@ -256,17 +256,12 @@ def train_silhouette(args: argparse.Namespace) -> Path:
 
 def resume(run: Run, inn, shape, opt: torch.optim.Optimizer, enabled: bool) -> int:
     """Load ``last.pt`` and ``last_shape.pt`` when resuming; returns the step."""
-    last, last_shape = run.out / 'last.pt', run.out / 'last_shape.pt'
-    if not enabled or not last.is_file():
-        if run.log_path.is_file() and not enabled:
-            run.log_path.unlink()
+    payload = run.resume_payload(enabled, read_checkpoint)
+    if payload is None:
         return 0
-    payload = read_checkpoint(last)
     inn.load_state_dict(payload['state_dict'])
-    shape.load_state_dict(read_shape_checkpoint(last_shape)['state_dict'])
+    shape.load_state_dict(read_shape_checkpoint(run.out / 'last_shape.pt')['state_dict'])
     opt.load_state_dict(payload['optimizer'])
-    run.truncate_log(payload['step'])
-    tqdm.write(f'resuming silhouette from {last} at step {payload["step"]}')
     return int(payload['step'])
 
 

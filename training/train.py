@@ -124,6 +124,21 @@ class Run:
         keep = [r for r in self.records() if r.get('step', 0) <= step]
         self.log_path.write_text(''.join(json.dumps(r) + '\n' for r in keep))
 
+    def resume_payload(self, enabled: bool, reader: Callable[[Path], dict],
+                       name: str = 'last.pt') -> dict | None:
+        """With ``enabled`` and ``<out>/<name>`` present: that checkpoint read by ``reader``,
+        the log cut back to its step. Otherwise None, and a run that does not resume starts
+        a fresh log."""
+        last = self.out / name
+        if not enabled or not last.is_file():
+            if self.log_path.is_file() and not enabled:
+                self.log_path.unlink()
+            return None
+        payload = reader(last)
+        self.truncate_log(payload['step'])
+        tqdm.write(f'resuming {self.stage} from {last} at step {payload["step"]}')
+        return payload
+
     def plot(self) -> Path:
         """Loss curves (train loss and every logged validation number) as PNG."""
         import matplotlib
@@ -314,17 +329,12 @@ def end_of_step(run: Run, bar: tqdm, args: argparse.Namespace, step: int, t0: fl
 
 def resume(run: Run, model: INN3D, opt: torch.optim.Optimizer, enabled: bool) -> int:
     """Load ``last.pt`` when resuming; returns the step to continue from."""
-    last = run.out / 'last.pt'
-    if not enabled or not last.is_file():
-        if run.log_path.is_file() and not enabled:
-            run.log_path.unlink()
+    payload = run.resume_payload(enabled, read_checkpoint)
+    if payload is None:
         return 0
-    payload = read_checkpoint(last)
     model.load_state_dict(payload['state_dict'])
     if 'optimizer' in payload:
         opt.load_state_dict(payload['optimizer'])
-    run.truncate_log(payload['step'])
-    tqdm.write(f'resuming {run.stage} from {last} at step {payload["step"]}')
     return int(payload['step'])
 
 

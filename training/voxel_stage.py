@@ -180,16 +180,11 @@ def save(run: Run, name: str, model: VoxelAutoEncoder, category: Category, grid:
 def resume(run: Run, model: VoxelAutoEncoder, opt: torch.optim.Optimizer,
            enabled: bool) -> int:
     """Load ``last.pt`` when resuming; returns the step to continue from."""
-    last = run.out / 'last.pt'
-    if not enabled or not last.is_file():
-        if run.log_path.is_file() and not enabled:
-            run.log_path.unlink()
+    payload = run.resume_payload(enabled, read_voxel_checkpoint)
+    if payload is None:
         return 0
-    payload = read_voxel_checkpoint(last)
     model.load_state_dict(payload['state_dict'])
     opt.load_state_dict(payload['optimizer'])
-    run.truncate_log(payload['step'])
-    tqdm.write(f'resuming voxels from {last} at step {payload["step"]}')
     return int(payload['step'])
 
 
