@@ -20,7 +20,11 @@ import torch
 from perception_3dinn.camera import CameraIntrinsics
 from perception_3dinn.crops import Crop, crop_image
 from perception_3dinn.inference import Box2D, Pipeline, PipelineConfig
-from perception_3dinn.inference.learned_shape import LearnedVoxelizer, voxel_source
+from perception_3dinn.inference.learned_shape import (
+    LearnedVoxelizer,
+    shape_graph_problem,
+    voxel_source,
+)
 from perception_3dinn.inference.manifest import (
     default_model_dir,
     load_manifest,
@@ -179,6 +183,12 @@ def test_bad_shape_graph_is_refused_with_the_file_named(exported, tmp_path, dama
     with pytest.warns(RuntimeWarning, match=message):
         pipe = Pipeline.from_manifest(folder, config=PipelineConfig(voxel_source='skeleton'))
     assert pipe.learned_voxelizer is None and 'skeleton voxels' in pipe.voxel_note
+    # the node's configure check: refused for learned, accepted for skeleton
+    assert shape_graph_problem(folder, 'learned') is not None
+    assert 'shape.onnx' in shape_graph_problem(folder / 'manifest.json', 'learned')
+    assert shape_graph_problem(folder, 'skeleton') is None
+    assert shape_graph_problem(path, 'learned') is None  # the intact export
+    assert shape_graph_problem(SHIPPED, 'learned') is None  # no shape graph: a fallback
 
 
 def test_shape_section_is_validated(exported):

@@ -17,11 +17,13 @@ manifest. numpy and ONNX Runtime only (no torch).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 import warnings
 
 import numpy as np
 
 from perception_3dinn.inference.manifest import (
+    load_manifest,
     ManifestError,
     ModelManifest,
     SHAPE_INPUTS,
@@ -193,3 +195,21 @@ def make_voxelizer(manifest: ModelManifest, category: Category, source: str, siz
     if graph is None:
         return None, note
     return LearnedVoxelizer(graph, category, size, num_threads=num_threads, device=device), None
+
+
+def shape_graph_problem(manifest_path: str | Path, source: str) -> str | None:
+    """Why the model at `manifest_path` cannot give the voxels `source` asks for: its shape
+    graph is missing or has the wrong sha256 (the message names the file), for 'auto' and
+    'learned'; None when it can, for 'skeleton', and when the manifest itself cannot be read
+    (loading the model reports that)."""
+    if source == 'skeleton':
+        return None
+    try:
+        manifest = load_manifest(manifest_path, verify=False)
+    except ManifestError:
+        return None
+    try:
+        voxel_source(manifest, source)
+    except ManifestError as err:
+        return str(err)
+    return None
