@@ -65,20 +65,19 @@ def voxel_source(manifest: ModelManifest, source: str) -> tuple[ShapeGraph | Non
     return graph, None
 
 
-def resample_matrix(n_out: int, res_out: float, origin_out: float, n_in: int, res_in: float,
-                    origin_in: float, factor: float) -> np.ndarray:
-    """``(n_out, n_in)`` linear interpolation of one axis: output voxel centres ``x`` sample
-    the input grid scaled by `factor` about 0 at ``x / factor`` (zero outside it)."""
-    x = origin_out + (np.arange(n_out) + 0.5) * res_out
-    u = (x / factor - origin_in) / res_in - 0.5  # continuous input index (voxel centres)
-    lo = np.floor(u).astype(np.int64)
+def resample_matrices(n_out: int, res_out: float, origin_out: np.ndarray, n_in: int,
+                      res_in: float, origin_in: np.ndarray, factor: float) -> np.ndarray:
+    """``(3, n_out, n_in)`` float32 linear interpolation per axis: output voxel centres ``x``
+    sample the input grid scaled by `factor` about 0 at ``x / factor`` (zero outside it)."""
+    x = np.asarray(origin_out, np.float64)[:, None] + (np.arange(n_out) + 0.5) * res_out
+    u = (x / factor - np.asarray(origin_in, np.float64)[:, None]) / res_in - 0.5
+    lo = np.floor(u).astype(np.int64)  # (3, n_out) continuous input index (voxel centres)
     frac = u - lo
-    w = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    for idx, weight in ((lo, 1.0 - frac), (lo + 1, frac)):
-        ok = (idx >= 0) & (idx < n_in)
-        w[rows[ok], idx[ok]] += weight[ok]
-    return w
+    w = np.zeros((3, n_out, n_in + 2), np.float32)  # columns 0 and n_in + 1: outside
+    axes, rows = np.arange(3)[:, None], np.arange(n_out)[None]
+    for idx, weight in ((lo, 1.0 - frac), (lo + 1, frac)):  # (axis, row) pairs are unique
+        w[axes, rows, np.clip(idx, -1, n_in) + 1] += weight
+    return w[:, :, 1:-1]
 
 
 class ShapeSession:
@@ -149,12 +148,12 @@ class LearnedVoxelizer:
         scale = prior if scale_m is None else float(scale_m)
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f'scale_m must be positive and finite, got {scale_m}')
-        g, factor = self.graph, scale / prior
-        w = [resample_matrix(self.size, self.resolution, self.origin[a], g.size,
-                             g.resolution, g.origin[a], factor) for a in range(3)]
-        out = np.tensordot(w[0], np.asarray(probs, np.float64), axes=(1, 0))
-        out = np.tensordot(w[1], out, axes=(1, 1)).transpose(1, 0, 2)
-        return np.tensordot(out, w[2], axes=(2, 1))
+        g, n = self.graph, self.size
+        w = resample_matrices(n, self.resolution, self.origin, g.size, g.resolution,
+                              np.asarray(g.origin), scale / prior)
+        probs = np.asarray(probs, np.float32).reshape(g.size, -1)
+        out = (w[0] @ probs).reshape(n, g.size, g.size)  # [a, j, k]
+        return (w[1] @ out) @ w[2].T  # [a, b, k], then [a, b, c]
 
     def grids(self, crops: np.ndarray, structures: np.ndarray,
               scales_m: Sequence[float]) -> list[VoxelGrid]:
@@ -163,8 +162,11 @@ class LearnedVoxelizer:
         probs = self.session.run(crops, structures)
         grids = []
         for p, scale in zip(probs, scales_m):
-            occ = np.rint(255.0 * np.clip(self.probabilities(p, scale), 0.0, 1.0))
-            grids.append(VoxelGrid(occ.astype(np.uint8), self.resolution, self.origin.copy()))
+            occ = self.probabilities(p, scale)
+            np.clip(occ, 0.0, 1.0, out=occ)
+            occ *= 255.0
+            grids.append(VoxelGrid(np.rint(occ, out=occ).astype(np.uint8), self.resolution,
+                                   self.origin.copy()))
         return grids
 
 
