@@ -66,6 +66,9 @@ def test_manifest_records_model(exported):
     assert data['metrics'] == {'note': 'random'}
     assert manifest.num_keypoints == 10 and manifest.input_size == 128
     assert data['export']['parity_atol'] == ATOL
+    # without --shape: no shape graph, no shape section
+    assert 'shape' not in data and manifest.shape is None
+    assert not (manifest_path.parent / 'shape.onnx').exists()
     # the size-given-shape model predicts held-out instance sizes better than the prior
     size = data['size_model']
     assert manifest.size_model is not None and len(size['weights']) == manifest.num_bases

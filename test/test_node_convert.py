@@ -242,6 +242,10 @@ def test_markers_have_stable_ids_and_one_colour_per_keypoint() -> None:
     assert (first.x, first.y, first.z) == pytest.approx((-0.1 + 1.5 * 0.05, -0.1 + 2.5 * 0.05,
                                                         3.5 * 0.05))
     assert isinstance(first, Point)
+    # one colour per cube by probability: 255 (certain) yellow, 200 between teal and yellow
+    colours = by_ns['voxels'].colors
+    assert len(colours) == 2 and colours[0].r > 0.9 and colours[0].b < 0.2
+    assert colours[1].r < 0.5 and colours[1].g > 0.5 and colours[0].a > colours[1].a
     no_vox = markers.object_markers(obj, 3, header, cat, 0.5, voxel_threshold=None)
     assert 'voxels' not in {m.ns for m in no_vox}
 

@@ -6,6 +6,7 @@ file order and walk it through its lifecycle with the lifecycle_msgs services.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from lifecycle_msgs.msg import Transition
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from perception_3dinn.skeleton import load_category
+from perception_3dinn.voxels import grid_for_dimensions
 
 pytestmark = pytest.mark.ros
 
@@ -159,6 +161,39 @@ def test_configure_fails_cleanly_on_a_missing_model(harness: Harness,
     assert not harness.transition(Transition.TRANSITION_CONFIGURE)
     assert harness.state() == 'unconfigured'
     harness.wait_for(lambda: 'does not exist' in node.log_since(mark))
+    assert 'Traceback' not in node.log_since(0)
+    assert node.alive()
+
+
+def test_configure_refuses_a_missing_shape_graph_unless_skeleton(
+        harness: Harness, node: NodeProcess, manifest: Path, tmp_path: Path) -> None:
+    # A manifest naming a shape graph that is not there: refused at configure with the file
+    # named (voxel_source learned), a warning and skeleton voxels with voxel_source skeleton.
+    assert harness.state() == 'unconfigured'
+    data = json.loads(manifest.read_text())
+    data['onnx']['file'] = str((manifest.parent / data['onnx']['file']).resolve())
+    s, k = data['input']['shape'][2], data['num_bases']
+    res, origin = grid_for_dimensions(load_category(data['category']).dimensions_m, 32)
+    data['shape'] = {'file': 'shape.onnx', 'sha256': '0' * 64, 'opset': 18,
+                     'inputs': {'image': ['B', 3, s, s], 'structure': ['B', k]},
+                     'outputs': {'occupancy': ['B', 32, 32, 32]},
+                     'grid': {'size': 32, 'resolution': res, 'origin': origin.tolist()},
+                     'threshold': 0.5}
+    bad = tmp_path / 'manifest.json'
+    bad.write_text(json.dumps(data))
+    assert harness.set_parameter('model.manifest', str(bad)).successful
+    mark = len(node.lines)
+    assert not harness.transition(Transition.TRANSITION_CONFIGURE)
+    assert harness.state() == 'unconfigured'
+    harness.wait_for(lambda: 'shape.onnx does not exist' in node.log_since(mark))
+    assert harness.set_parameter('output.voxel_source', 'skeleton').successful
+    mark = len(node.lines)
+    assert harness.transition(Transition.TRANSITION_CONFIGURE)
+    assert harness.transition(Transition.TRANSITION_ACTIVATE)
+    harness.wait_for(lambda: 'publishing skeleton voxels' in node.log_since(mark))
+    assert harness.transition(Transition.TRANSITION_DEACTIVATE)
+    assert harness.transition(Transition.TRANSITION_CLEANUP)
+    assert harness.set_parameter('output.voxel_source', 'learned').successful
     assert 'Traceback' not in node.log_since(0)
     assert node.alive()
 

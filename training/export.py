@@ -2,6 +2,10 @@
 
     python -m training.export --checkpoint runs/chair/e2e.pt --out DIR
     python -m training.export --random-init --category chair --out DIR   # plumbing model
+    python -m training.export --checkpoint CKPT --shape runs/shape/model.pt --out DIR
+
+`--shape` also exports the learned shape graph, DIR/shape.onnx, parity-checked the same way
+and named in the manifest's `shape` section (training/export_shape.py).
 
 Writes DIR/model.onnx (opset 18, dynamic batch, checked with onnx.checker) and
 DIR/manifest.json (docs/interfaces.md, Model contract), after checking the ONNX model against
@@ -289,7 +293,8 @@ def benchmark_summary(evaluation: dict) -> dict:
 def export(out_dir: str | Path, checkpoint: str | Path | None = None,
            category: str = 'chair', input_size: int = 128, seed: int = 0,
            legacy: bool = False, size_model_instances: int = 2000,
-           metrics: str | Path | None = None, weights: str = 'fp32') -> Path:
+           metrics: str | Path | None = None, weights: str = 'fp32',
+           shape: str | Path | None = None) -> Path:
     """Export a checkpoint (or, with checkpoint None, a random plumbing model) to `out_dir`.
 
     `size_model_instances` > 0 adds a size model fitted on that many generated instances
@@ -297,7 +302,8 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
     `metrics` names a `training.evaluate` metrics.json whose headline numbers go into the
     manifest (otherwise the checkpoint's own metrics, if any). `weights` 'fp16' stores the
     weights as float16 (module docstring); with a checkpoint it also writes the compact
-    `out_dir/model.pt`, which the manifest then names.
+    `out_dir/model.pt`, which the manifest then names. `shape` names a shape-model
+    checkpoint to export beside it (`training.export_shape`); None: no shape section.
 
     Returns:
         the manifest path. Raises RuntimeError when ONNX and eager torch disagree.
@@ -333,6 +339,13 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
                                f'rtol {PARITY_RTOL}: {report["max_abs"]}')
         onnx_path = out_dir / 'model.onnx'
         tmp_onnx.replace(onnx_path)
+        if shape is not None:
+            from training.export_shape import export_shape
+
+            cfg = model.config
+            shape_section = export_shape(shape, out_dir, Path(tmp), cfg.category,
+                                         cfg.input_size, cfg.interpreter.num_bases, OPSET,
+                                         MAX_BATCH, PARITY_ATOL, PARITY_RTOL, seed, legacy)
     if weights == 'fp16' and checkpoint is not None:
         checkpoint = compact_checkpoint(checkpoint, out_dir / 'model.pt', model)
     size_model = (fit_size_model(model.config.category, size_model_instances)
@@ -342,9 +355,13 @@ def export(out_dir: str | Path, checkpoint: str | Path | None = None,
                               weights=info)
     if metrics is not None:
         manifest['metrics'] = benchmark_summary(json.loads(Path(metrics).read_text()))
+    if shape is not None:
+        manifest['shape'] = shape_section
     manifest_path = out_dir / 'manifest.json'
     manifest_path.write_text(json.dumps(manifest, indent=1) + '\n', encoding='utf-8')
-    load_manifest(manifest_path)  # the runtime must accept what we wrote
+    written = load_manifest(manifest_path)  # the runtime must accept what we wrote
+    if written.shape is not None:
+        written.shape.verify()
     return manifest_path
 
 
@@ -368,19 +385,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--weights', choices=WEIGHTS, default='fp32',
                         help='fp16: store the weights rounded to float16 (half the size; '
                              'also writes OUT/model.pt); the graph computes in float32')
+    parser.add_argument('--shape', type=Path,
+                        help='shape-model checkpoint (training.train shape) to export as '
+                             'OUT/shape.onnx')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
         path = export(args.out, args.checkpoint, args.category, args.input_size, args.seed,
                       legacy=args.legacy_exporter,
                       size_model_instances=args.size_model_instances,
-                      metrics=args.metrics, weights=args.weights)
+                      metrics=args.metrics, weights=args.weights, shape=args.shape)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f'export failed: {exc}', file=sys.stderr)
         return 1
     data = json.loads(path.read_text())
     print(f'wrote {path} and {data["onnx"]["file"]} (sha256 {data["onnx"]["sha256"][:12]}, '
           f'trained={data["trained"]})')
+    if data.get('shape'):
+        print(f'shape graph {data["shape"]["file"]} (sha256 {data["shape"]["sha256"][:12]}), '
+              f'parity max |onnx - eager| {data["shape"]["parity_max_abs"]:.2e}')
     print('parity max |onnx - eager|: ' + ', '.join(
         f'{k} {v:.2e}' for k, v in data['export']['parity_max_abs'].items()))
     if 'fp16_rounding_max_abs' in data['export']:

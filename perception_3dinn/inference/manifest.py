@@ -14,7 +14,17 @@ Example (abridged)::
      "outputs": {"heatmaps": ["B", 10, 32, 32], "structure": ["B", 4], ...},
      "num_keypoints": 10, "num_bases": 4,
      "source_checkpoint": {"path": "...", "sha256": "...", "stage": "..."},
-     "metrics": {...}, "export": {"parity_max_abs": ..., "parity_tolerance": ...}}
+     "metrics": {...}, "export": {"parity_max_abs": ..., "parity_tolerance": ...},
+     "shape": {"file": "shape.onnx", "sha256": "...", "opset": 18,
+               "inputs": {"image": ["B", 3, 128, 128], "structure": ["B", 4]},
+               "outputs": {"occupancy": ["B", 32, 32, 32]},
+               "grid": {"size": 32, "resolution": ..., "origin": [...]}, "threshold": 0.4}}
+
+The optional ``shape`` section names the learned shape graph (seed 004,
+``perception_3dinn.models.style_encoder.ShapeModel``): occupancy probabilities in the
+category's canonical grid (metres at the size prior). It is parsed and checked with the rest;
+its file is verified apart (`ShapeGraph.verify`), so a runtime that does not use it (skeleton
+voxels) can still load the model.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from typing import Any
 
 FORMAT_VERSION = 1
 OUTPUT_NAMES = ('heatmaps', 'structure', 'rotation', 'translation', 'focal')
+SHAPE_INPUTS = ('image', 'structure')
+SHAPE_OUTPUT = 'occupancy'
 
 
 class ManifestError(ValueError):
@@ -44,6 +56,51 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             digest.update(block)
     return digest.hexdigest()
+
+
+def _verify_file(file: Path, sha256: str, manifest: Path, what: str) -> None:
+    """Raise ManifestError when `file` is missing or its sha256 is not `sha256`."""
+    if not file.is_file():
+        raise ManifestError(f'{manifest}: {what} file {file} does not exist')
+    actual = sha256_file(file)
+    if actual != sha256:
+        raise ManifestError(
+            f'{file} does not match its manifest {manifest}: sha256 {actual} != {sha256}; '
+            f're-export the model (python -m training.export) or restore the file')
+
+
+@dataclass(frozen=True)
+class ShapeGraph:
+    """The optional learned shape graph of a manifest (its ``shape`` section).
+
+    Attributes:
+        manifest: the manifest file.
+        onnx_file: path of the shape ONNX graph.
+        sha256: its expected sha256.
+        input_size: S of the ``image`` input ``(B, 3, S, S)`` (the INN's).
+        num_bases: K of the ``structure`` input ``(B, K)``.
+        size: V of the ``occupancy`` output ``(B, V, V, V)``, probabilities in [0, 1].
+        resolution: metres per voxel of the canonical grid (at the category's size prior).
+        origin: ``(3,)`` minimum corner of the canonical grid, metres.
+        threshold: occupancy probability threshold chosen on a validation split, or None.
+        trained: False for randomly initialised weights (plumbing, latency).
+    """
+
+    manifest: Path
+    onnx_file: Path
+    sha256: str
+    input_size: int
+    num_bases: int
+    size: int
+    resolution: float
+    origin: tuple[float, float, float]
+    threshold: float | None = None
+    trained: bool = True
+
+    def verify(self) -> None:
+        """Raise ManifestError (naming the file) when the graph is missing or its sha256
+        differs."""
+        _verify_file(self.onnx_file, self.sha256, self.manifest, 'shape graph')
 
 
 @dataclass(frozen=True)
@@ -65,6 +122,7 @@ class ModelManifest:
         trained: False for a randomly initialised plumbing model.
         size_model: (bias, weights (K,)) of log(scale / size_prior) ~ bias + weights . alpha,
             the instance size given its shape, or None (single size prior).
+        shape: the learned shape graph, or None (the manifest has no ``shape`` section).
         raw: the whole JSON document.
     """
 
@@ -84,6 +142,7 @@ class ModelManifest:
     num_bases: int
     trained: bool
     size_model: tuple[float, tuple[float, ...]] | None = None
+    shape: ShapeGraph | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -99,14 +158,7 @@ class ModelManifest:
 
     def verify_onnx(self) -> None:
         """Raise ManifestError when the ONNX file is missing or its sha256 differs."""
-        if not self.onnx_file.is_file():
-            raise ManifestError(f'{self.path}: model file {self.onnx_file} does not exist')
-        actual = sha256_file(self.onnx_file)
-        if actual != self.onnx_sha256:
-            raise ManifestError(
-                f'{self.onnx_file} does not match its manifest {self.path}: sha256 {actual} '
-                f'!= {self.onnx_sha256}; re-export the model (python -m training.export) or '
-                f'restore the file')
+        _verify_file(self.onnx_file, self.onnx_sha256, self.path, 'model')
 
 
 def _require(data: dict, key: str, kind: type | tuple, where: str) -> Any:
@@ -131,6 +183,52 @@ def _size_model(value: Any, num_bases: Any, where: str
     if len(weights) != num_bases or not all(map(math.isfinite, (bias, *weights))):
         raise ManifestError(f'{where}: size_model weights must be {num_bases} finite numbers')
     return bias, weights
+
+
+def _finite(values: Any, n: int) -> bool:
+    try:
+        return len(values) == n and all(math.isfinite(float(v)) for v in values)
+    except (TypeError, ValueError):
+        return False
+
+
+def _shape_graph(value: Any, path: Path, input_size: int, num_bases: Any) -> ShapeGraph | None:
+    """Parse and check the optional ``shape`` section (see the module docstring)."""
+    if value is None:
+        return None
+    where = f'{path} shape'
+    if not isinstance(value, dict):
+        raise ManifestError(f'{where}: not a JSON object')
+    inputs = _require(value, 'inputs', dict, where)
+    outputs = _require(value, 'outputs', dict, where)
+    grid = _require(value, 'grid', dict, where)
+    if sorted(inputs) != sorted(SHAPE_INPUTS) or list(outputs) != [SHAPE_OUTPUT]:
+        raise ManifestError(f'{where}: inputs must be {list(SHAPE_INPUTS)} and outputs '
+                            f'[{SHAPE_OUTPUT!r}], got {list(inputs)} and {list(outputs)}')
+    size = _require(grid, 'size', int, where + ' grid')
+    expected = {'image': ['B', 3, input_size, input_size], 'structure': ['B', num_bases],
+                SHAPE_OUTPUT: ['B', size, size, size]}
+    for name, got in {**inputs, **outputs}.items():
+        if got != expected[name]:
+            raise ManifestError(f'{where}: {name} shape {got} does not match {expected[name]} '
+                                "(the main graph's input size and num_bases, the grid size)")
+    resolution = _require(grid, 'resolution', (int, float), where + ' grid')
+    origin = _require(grid, 'origin', list, where + ' grid')
+    if size < 2 or not (math.isfinite(resolution) and resolution > 0) or not _finite(origin, 3):
+        raise ManifestError(f'{where}: grid needs size >= 2, a positive resolution and a '
+                            f'finite origin of 3 numbers, got {grid}')
+    threshold = value.get('threshold')
+    if threshold is not None and (not _finite([threshold], 1) or not 0 <= threshold <= 1):
+        raise ManifestError(f'{where}: threshold must be a probability in [0, 1] or null, '
+                            f'got {threshold!r}')
+    return ShapeGraph(
+        manifest=path,
+        onnx_file=(path.parent / _require(value, 'file', str, where)).resolve(),
+        sha256=_require(value, 'sha256', str, where), input_size=input_size,
+        num_bases=int(num_bases), size=size, resolution=float(resolution),
+        origin=tuple(float(v) for v in origin),
+        threshold=None if threshold is None else float(threshold),
+        trained=bool(value.get('trained', True)))
 
 
 def manifest_from_dict(data: dict, path: str | Path) -> ModelManifest:
@@ -176,6 +274,7 @@ def manifest_from_dict(data: dict, path: str | Path) -> ModelManifest:
         num_bases=_require(data, 'num_bases', int, where),
         trained=bool(data.get('trained', True)),
         size_model=_size_model(data.get('size_model'), data.get('num_bases'), where),
+        shape=_shape_graph(data.get('shape'), path, int(shape[2]), data.get('num_bases')),
         raw=data,
     )
     for name, expected in manifest.output_shapes.items():
@@ -195,7 +294,8 @@ def load_manifest(path: str | Path, verify: bool = True) -> ModelManifest:
 
     Args:
         path: the manifest file or its directory.
-        verify: check that the ONNX file exists and has the recorded sha256.
+        verify: check that the ONNX file exists and has the recorded sha256 (the shape
+            graph's, if any, is checked by `ShapeGraph.verify` where it is used).
 
     Raises:
         ManifestError: with a message saying what is wrong and how to fix it.

@@ -8,7 +8,8 @@ Per frame: box handling (class filter, score, clipping to the image, minimum siz
 engine, sub-pixel heatmap decoding (`codec.HeatmapCodec`) into image pixels, the interpreter's
 structure and crop-space pose, the metric pose (PnP on confident keypoints started from the
 interpreter, else the interpreter's pose with the size prior), the object score, tracking and
-temporal smoothing (`tracking.Tracker`), and voxels of the shape from the (smoothed) structure.
+temporal smoothing (`tracking.Tracker`), and voxels of the shape: the manifest's learned shape
+graph on the crops (`learned_shape`) or tubes of the (smoothed) structure (`shape`).
 No torch unless the torch backend is chosen, no ROS.
 """
 
@@ -26,6 +27,7 @@ from perception_3dinn.camera import CameraIntrinsics
 from perception_3dinn.codec import HeatmapCodec
 from perception_3dinn.crops import Crop, crop_image
 from perception_3dinn.inference.engines import create_engine, Engine
+from perception_3dinn.inference.learned_shape import fill_voxels, make_voxelizer
 from perception_3dinn.inference.manifest import (
     default_model_dir,
     load_manifest,
@@ -178,6 +180,10 @@ class Pipeline:
         self.voxelizer = (StructureVoxelizer(category, size=self.config.voxel_size,
                                              radius_m=self.config.voxel_radius_m)
                           if self.config.compute_voxels else None)
+        self.learned_voxelizer, self.voxel_note = (
+            make_voxelizer(manifest, category, self.config.voxel_source, self.config.voxel_size,
+                           self.config.num_threads, self.config.device)
+            if self.config.compute_voxels else (None, None))
 
     @classmethod
     def from_manifest(cls, path: str | Path | None = None, backend: str = 'onnxruntime',
@@ -286,6 +292,7 @@ class Pipeline:
         if crops:
             patches = np.stack([crop_roi(image, c) for c in crops])
             batch = self.normalise(patches)
+            rows = {i: j for j, (i, _) in enumerate(kept)}
         timings['crops'] = _ms(t0)
 
         t0 = time.perf_counter()
@@ -379,11 +386,11 @@ class Pipeline:
                 R=R, t=t, structure=structure, focal=focal, keypoints_2d=keypoints,
                 confidences=np.asarray(confidences, np.float64),
                 keypoints_3d=skeleton @ R.T + t,
-                voxels=(self.voxelizer(structure, scale)
-                        if voxels and self.voxelizer is not None else None),
-                box=box, box_index=i, pose_source=pose.source,
+                voxels=None, crop=batch[rows[i]], box=box, box_index=i, pose_source=pose.source,
                 reproj_error_px=pose.reproj_error_px, num_pnp_keypoints=pose.num_keypoints,
                 scale_m=scale, covariance=covariance))
+        if voxels and self.voxelizer is not None:
+            fill_voxels(result.objects, self.learned_voxelizer, self.voxelizer)
         timings['voxels'] = _ms(t0)
         result.skipped.sort()
         timings['total'] = _ms(t_start)
@@ -396,9 +403,7 @@ class Pipeline:
         if self.voxelizer is None:
             return
         t0 = time.perf_counter()
-        for obj in result.objects:
-            if obj.voxels is None:
-                obj.voxels = self.voxelizer(obj.structure, obj.scale_m)
+        fill_voxels(result.objects, self.learned_voxelizer, self.voxelizer)
         added = _ms(t0)
         result.timings_ms['voxels_added'] = added
         result.timings_ms['total'] = result.timings_ms.get('total', 0.0) + added

@@ -106,6 +106,9 @@ class PipelineConfig:
         voxel_size: voxels per axis of the occupancy grid.
         voxel_radius_m: radius of the skeleton tubes rasterised into the grid; 0 -> a radius
             from the category's dimensions.
+        voxel_source: 'learned' (the manifest's shape graph on the crops; skeleton voxels,
+            with a warning, when the manifest has none), 'skeleton' (tubes of the structure)
+            or 'auto' (learned when the manifest has a shape graph, else skeleton).
         smoothing: run the tracker (association + temporal smoothing).
         tracker: parameters of the tracker.
         num_threads: CPU threads of the engine (ONNX Runtime intra-op, torch).
@@ -132,6 +135,7 @@ class PipelineConfig:
     compute_voxels: bool = True
     voxel_size: int = 32
     voxel_radius_m: float = 0.0
+    voxel_source: str = 'auto'
     smoothing: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     num_threads: int = 1
@@ -158,6 +162,8 @@ class PipelineConfig:
              'floor_min_depression_deg must be in [0, 90)'),
             (2 <= self.voxel_size <= 256, 'voxel_size must be in [2, 256]'),
             (self.voxel_radius_m >= 0, 'voxel_radius_m must be >= 0'),
+            (self.voxel_source in ('auto', 'learned', 'skeleton'),
+             "voxel_source must be 'auto', 'learned' or 'skeleton'"),
             (self.num_threads >= 0, 'num_threads must be >= 0 (0: library default)'),
             (self.device in ('cpu', 'cuda'), "device must be 'cpu' or 'cuda'"),
         ]
@@ -193,6 +199,8 @@ class ObjectEstimate:
             prior, or the size model's estimate from the structure).
         covariance: `(6, 6)` covariance of the pose, (x, y, z, rotation about x, y, z) in the
             camera optical frame, metres and radians (`inference.uncertainty`).
+        crop: `(3, S, S)` normalised network input of the object (what learned voxels are
+            made from), or None.
     """
 
     track_id: str
@@ -213,6 +221,7 @@ class ObjectEstimate:
     num_pnp_keypoints: int = 0
     scale_m: float = float('nan')
     covariance: np.ndarray | None = None
+    crop: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -19,6 +19,9 @@ from perception_3dinn.ros.convert import pose_msg
 from perception_3dinn.skeleton import Category
 
 NAMESPACES = ('skeleton', 'keypoints', 'labels', 'voxels')
+# Colour map of the voxel cubes over occupancy threshold..255 (purple, teal, yellow: viridis'
+# ends and middle), alpha rising with the probability.
+VOXEL_COLOURS = np.array([[0.27, 0.00, 0.33], [0.13, 0.57, 0.55], [0.99, 0.91, 0.14]])
 
 
 def confidence_color(confidence: float) -> ColorRGBA:
@@ -26,6 +29,19 @@ def confidence_color(confidence: float) -> ColorRGBA:
     c = float(np.clip(confidence if np.isfinite(confidence) else 0.0, 0.0, 1.0))
     return ColorRGBA(r=float(min(1.0, 2.0 * (1.0 - c))), g=float(min(1.0, 2.0 * c)), b=0.1,
                      a=1.0)
+
+
+def occupancy_colours(occupancy: np.ndarray, threshold: int) -> list[ColorRGBA]:
+    """Colours of voxels of `occupancy` (uint8, >= `threshold`): `VOXEL_COLOURS` from the
+    threshold (least likely) to 255 (certain); alpha 0.25 to 0.6."""
+    span = max(255.0 - float(threshold), 1.0)
+    u = np.clip((np.asarray(occupancy, np.float64) - threshold) / span, 0.0, 1.0)
+    x = u * (len(VOXEL_COLOURS) - 1)
+    lo = np.minimum(np.floor(x).astype(np.int64), len(VOXEL_COLOURS) - 2)
+    rgb = VOXEL_COLOURS[lo] + (x - lo)[:, None] * (VOXEL_COLOURS[lo + 1] - VOXEL_COLOURS[lo])
+    alpha = 0.25 + 0.35 * u
+    return [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=float(a))
+            for c, a in zip(rgb, alpha)]
 
 
 def _duration(seconds: float) -> Duration:
@@ -96,7 +112,8 @@ def object_markers(obj: ObjectEstimate, track_id: int, header: Header, category:
 
 def voxel_marker(grid: Any, header: Header, track_id: int, R: np.ndarray, t: np.ndarray,
                  threshold: int, lifetime: Duration) -> Marker | None:
-    """Occupied voxels as a CUBE_LIST posed like the object (no TF lookup needed)."""
+    """Occupied voxels as a CUBE_LIST posed like the object (no TF lookup needed), each
+    cube coloured by its occupancy probability (`occupancy_colours`)."""
     occ = np.asarray(grid.occupancy)
     idx = np.argwhere(occ >= threshold)
     if idx.size == 0:
@@ -106,8 +123,9 @@ def voxel_marker(grid: Any, header: Header, track_id: int, R: np.ndarray, t: np.
     m = _marker(header, 'voxels', track_id, Marker.CUBE_LIST, lifetime)
     m.pose = pose_msg(R, t)
     m.scale = Vector3(x=res, y=res, z=res)
-    m.color = ColorRGBA(r=0.9, g=0.5, b=0.1, a=0.35)
+    m.color = ColorRGBA(r=0.9, g=0.5, b=0.1, a=0.35)  # for viewers that ignore colors
     m.points = [Point(x=float(c[0]), y=float(c[1]), z=float(c[2])) for c in centres]
+    m.colors = occupancy_colours(occ[tuple(idx.T)], threshold)
     return m
 
 

@@ -97,7 +97,7 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
         settings = read_settings(self)
         try:
             self.category = load_category(settings['category'])
-            settings.pipeline_config()
+            config = settings.pipeline_config()
             self._floor = settings.floor_plane()
             _check_output_frames(settings, self.category.name)
         except (FileNotFoundError, ValueError) as err:
@@ -108,6 +108,15 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
             self.get_logger().error(
                 f'configure failed: model manifest {manifest} does not exist; set '
                 'model.manifest to a manifest.json written by training.export')
+            return TransitionCallbackReturn.FAILURE
+        from perception_3dinn.inference.learned_shape import shape_graph_problem
+
+        problem = shape_graph_problem(manifest, config.voxel_source
+                                      if config.compute_voxels else 'skeleton')
+        if problem is not None:
+            self.get_logger().error(
+                f'configure failed: {problem} (output.voxel_source {config.voxel_source}; '
+                "'skeleton' publishes skeleton voxels without the shape graph)")
             return TransitionCallbackReturn.FAILURE
         self.settings = settings
         self._tf = TransformBuffer() if settings['pose.floor_frame'] else None
@@ -169,6 +178,8 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
                 f'{self._pipe.category.name!r}, parameter category is {settings["category"]!r}')
             self._free_pipeline()
             return TransitionCallbackReturn.FAILURE
+        if self._pipe.voxel_note:
+            self.get_logger().warning(self._pipe.voxel_note)
         self._backend = f'{settings["model.backend"]}/{settings["model.device"]}'
         self._reset_inputs()
         self._running.set()

@@ -250,6 +250,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('output.publish_markers', True, 'publish MarkerArray on ~/markers'),
     ParamSpec('output.publish_tf', True, 'publish camera -> object transforms on /tf'),
     ParamSpec('output.publish_voxels', True, 'publish VoxelGridArray on ~/voxels'),
+    ParamSpec('output.voxel_source', 'learned',
+              "learned: occupancy probabilities of the model's shape graph (skeleton tubes, "
+              'with a warning, when the model has none); skeleton: tubes of the structure',
+              choices=('learned', 'skeleton')),
     ParamSpec('output.publish_detections3d', True,
               'publish vision_msgs/Detection3DArray on ~/detections_3d'),
     ParamSpec('output.voxel_markers', True, 'draw occupied voxels as cubes in ~/markers'),
@@ -368,6 +372,7 @@ class NodeSettings:
             truncation_sigma=v['pose.truncation_sigma'],
             size_from_structure=v['pose.size_from_structure'],
             compute_voxels=bool(v['output.publish_voxels'] or v['output.voxel_markers']),
+            voxel_source=v['output.voxel_source'],
             smoothing=v['smoothing.enabled'], tracker=tracker,
             num_threads=v['model.num_threads'], device=v['model.device'],
             engine_cache_dir=v['model.engine_cache_dir'])
