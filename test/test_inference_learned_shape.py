@@ -52,7 +52,8 @@ def exported(tmp_path_factory):
     torch.manual_seed(5)
     root = tmp_path_factory.mktemp('learned_shape')
     cfg = ShapeModelConfig(
-        'chair', StyleEncoderConfig(128, (4, 4, 4, 4, 4), 8),
+        'chair', StyleEncoderConfig(128, (4, 4, 4, 4, 4), 8, extra_convs=1, head='flatten',
+                                    hidden=16, dropout=0.2),
         VoxelDecoderConfig(num_bases=CATEGORY.num_bases, alpha_std=tuple(CATEGORY.alpha_std),
                            style_dim=8, size=32, channels=(8, 8, 8)))
     model = ShapeModel(cfg).eval()

@@ -5,7 +5,12 @@ with the pose kept apart, into an aligned voxel shape. Here the structure parame
 ``alpha`` come from the 3D-INN (:class:`perception_3dinn.models.inn.INN3D`), so the
 :class:`StyleEncoder` only regresses the style code of
 :class:`perception_3dinn.models.voxel_decoder.VoxelDecoder`: a small strided CNN on the same
-normalised crop the INN sees.
+normalised crop the INN sees. Its head either averages the last feature map (``head='pool'``)
+or keeps where the features are (``head='flatten'``: the ``(C, S/2^n, S/2^n)`` map through a
+hidden fully connected layer). The style is about where the material is (a slatted or solid
+back, thick or thin legs), which a global mean throws away: on the chair validation split the
+flatten head with one extra 3x3 convolution per level halves the code error of the pooled
+one (docs/shape.md).
 
 :class:`ShapeModel` is the exported graph of the learned shape: inputs ``image``
 ``(B, 3, S, S)`` (normalised as the INN's input) and ``structure`` ``(B, K)`` (the INN's
@@ -35,17 +40,37 @@ class StyleEncoderConfig:
         input_size: crop side in pixels (the INN's).
         channels: output channels of the stride-2 convolutions (one per halving).
         style_dim: length of the style code (the decoder's).
+        extra_convs: stride-1 3x3 convolutions after each stride-2 one.
+        head: ``'pool'`` (global mean, then linear) or ``'flatten'`` (the last map, flattened,
+            through ``hidden`` units, then linear).
+        hidden: width of the flatten head's hidden layer.
+        dropout: dropout before the flatten head's output layer (training only).
     """
 
     input_size: int = 128
     channels: tuple = (16, 32, 64, 96, 128)
     style_dim: int = 8
+    extra_convs: int = 0
+    head: str = 'pool'
+    hidden: int = 256
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        if not self.channels:
+            raise ValueError('channels must not be empty')
         if self.input_size % (2 ** len(self.channels)):
             raise ValueError(f'input_size {self.input_size} must be divisible by '
                              f'{2 ** len(self.channels)}')
+        if self.head not in ('pool', 'flatten'):
+            raise ValueError(f"head must be 'pool' or 'flatten', got {self.head!r}")
+        if self.extra_convs < 0 or self.hidden < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError('extra_convs >= 0, hidden >= 1 and 0 <= dropout < 1 required')
+
+    @property
+    def feature_side(self) -> int:
+        """Side of the last feature map."""
+        return self.input_size // 2 ** len(self.channels)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,16 +87,26 @@ class StyleEncoder(nn.Module):
         layers: list[nn.Module] = []
         cin = 3
         for cout in config.channels:
-            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout),
-                       nn.ReLU(inplace=True)]
-            cin = cout
+            for stride in (2,) + (1,) * config.extra_convs:
+                layers += [nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                           nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+                cin = cout
         self.conv = nn.Sequential(*layers)
-        self.fc = nn.Linear(cin, config.style_dim)
+        if config.head == 'pool':
+            self.fc = nn.Linear(cin, config.style_dim)
+        else:
+            self.fc = nn.Sequential(
+                nn.Flatten(), nn.Linear(cin * config.feature_side ** 2, config.hidden),
+                nn.ReLU(inplace=True), nn.Dropout(config.dropout),
+                nn.Linear(config.hidden, config.style_dim))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         s = self.config.input_size
         _check('image', image, (None, 3, s, s))
-        return self.fc(self.conv(image).mean(dim=(2, 3)))
+        features = self.conv(image)
+        if self.config.head == 'pool':
+            return self.fc(features.mean(dim=(2, 3)))
+        return self.fc(features)
 
 
 @dataclass

@@ -48,7 +48,7 @@ class VoxelDecoderConfig:
     alpha_std: tuple = field(default_factory=lambda: (1.0,) * 5)
     style_dim: int = 8
     size: int = 32
-    channels: tuple = (64, 32, 16)
+    channels: tuple = (32, 16, 8)
     slope: float = 0.2
 
     def __post_init__(self) -> None:
