@@ -35,6 +35,7 @@ from perception_3dinn.inference.manifest import (
 from perception_3dinn.inference.shape import StructureVoxelizer
 from perception_3dinn.models import category_record
 from perception_3dinn.models.checkpoint import save_shape_checkpoint
+from perception_3dinn.models.keypoint_net import KeypointNetConfig
 from perception_3dinn.models.style_encoder import ShapeModel, ShapeModelConfig, StyleEncoderConfig
 from perception_3dinn.models.voxel_decoder import VoxelDecoderConfig
 from perception_3dinn.skeleton import load_category
@@ -52,13 +53,16 @@ def exported(tmp_path_factory):
     torch.manual_seed(5)
     root = tmp_path_factory.mktemp('learned_shape')
     cfg = ShapeModelConfig(
-        'chair', StyleEncoderConfig(128, (4, 4, 4, 4, 4), 8, extra_convs=1, head='flatten',
-                                    hidden=16, dropout=0.2),
+        'chair', StyleEncoderConfig(128, (4, 4, 4), 8, extra_convs=1, head='flatten',
+                                    hidden=16, dropout=0.2, trunk='keypoint',
+                                    keypoint=KeypointNetConfig(stem_channels=4, channels=8)),
         VoxelDecoderConfig(num_bases=CATEGORY.num_bases, alpha_std=tuple(CATEGORY.alpha_std),
                            style_dim=8, size=32, channels=(8, 8, 8)))
     model = ShapeModel(cfg).eval()
-    with torch.no_grad():  # larger weights: probabilities that span [0, 1]
-        for module in model.modules():
+    with torch.no_grad():  # larger weights (not in the deep trunk): probabilities in [0, 1]
+        for name, module in model.named_modules():
+            if name.startswith('style_encoder.trunk'):
+                continue
             if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.ConvTranspose3d)):
                 module.weight.mul_(4.0)
     res, origin = grid_for_dimensions(CATEGORY.dimensions_m, 32)

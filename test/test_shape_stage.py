@@ -107,7 +107,7 @@ def test_silhouette_stage_trains_from_masks_and_skips_bad_ones(runs, tmp_path):
     args = ['silhouette', '--data', str(root), '--val-data', str(runs / 'images'),
             '--val-size', '4', '--shape', str(runs / 'shape_base/model.pt'), '--steps', '4',
             '--batch', '2', '--eval-every', '2', '--log-every', '1', '--depth-samples', '16',
-            '--out', str(out)]
+            '--anchor-weight', '0.5', '--out', str(out)]
     train.main(args + ['--stop-after', '2'])
     train.main(args + ['--resume'])
     metrics = json.loads((out / 'metrics.json').read_text())
@@ -128,3 +128,29 @@ def test_silhouette_stage_trains_from_masks_and_skips_bad_ones(runs, tmp_path):
     log = [json.loads(line) for line in (out / 'log.jsonl').read_text().splitlines()]
     assert [r['step'] for r in log if r['kind'] == 'train'] == [0, 1, 2, 3]
     assert (out / 'loss.png').is_file()
+
+
+def test_anchor_loss_is_zero_at_the_start_model_and_grows_away_from_it(runs):
+    """The silhouette stage's anchor: squared distance to the start model's own structure (in
+    alpha_std units) and style, checked against a float64 numpy computation."""
+    from argparse import Namespace
+    import copy
+
+    from perception_3dinn.models import load_checkpoint
+    from perception_3dinn.skeleton import load_category
+    from training.shape_stage import inn_path
+    from training.silhouette_stage import anchor_loss
+
+    inn, _ = load_checkpoint(inn_path(Namespace(inn='', category='chair')))
+    shape, _ = load_shape_checkpoint(runs / 'shape_base/model.pt')
+    inn.eval()
+    shape.eval()
+    x = torch.randn(3, 3, 128, 128)
+    std = torch.tensor(load_category('chair').alpha_std, dtype=torch.float32)
+    with torch.no_grad():
+        alpha, style = inn(x)[1], shape.style_encoder(x)
+        assert anchor_loss(alpha, style, inn, shape, x, std).item() == pytest.approx(0, abs=1e-9)
+        da, ds = torch.randn_like(alpha), torch.randn_like(style)
+        got = anchor_loss(alpha + da, style + ds, copy.deepcopy(inn), shape, x, std).item()
+    want = (((da.double() / std.double()) ** 2).sum(1) + (ds.double() ** 2).sum(1)).mean()
+    assert got == pytest.approx(want.item(), rel=1e-5)

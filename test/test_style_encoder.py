@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from perception_3dinn.models.keypoint_net import KeypointNet, KeypointNetConfig
 from perception_3dinn.models.style_encoder import (
     ShapeModelConfig,
     StyleEncoder,
@@ -50,8 +51,28 @@ def test_config_round_trip_and_old_checkpoints():
     assert (legacy.head, legacy.extra_convs) == ('pool', 0)
 
 
+def test_keypoint_trunk_starts_as_the_inns_keypoint_features():
+    torch.manual_seed(1)
+    kcfg = KeypointNetConfig(input_size=64, stem_channels=4, channels=8, depth=2)
+    net = KeypointNet(kcfg).eval()
+    cfg = StyleEncoderConfig(64, (8, 8), 8, head='flatten', hidden=6, trunk='keypoint',
+                             keypoint=kcfg)
+    assert cfg.feature_side == 4
+    enc = StyleEncoder(cfg).eval()
+    x = torch.randn(2, 3, 64, 64)
+    assert not torch.allclose(enc.trunk(x), net.hourglass(net.stem(x)))
+    enc.init_trunk(net)
+    torch.testing.assert_close(enc.trunk(x), net.hourglass(net.stem(x)))
+    assert enc(x).shape == (2, 8)
+    again = ShapeModelConfig.from_dict(ShapeModelConfig(style=cfg).to_dict()).style
+    assert again == cfg and isinstance(again.keypoint, KeypointNetConfig)
+    with pytest.raises(ValueError, match='no keypoint trunk'):
+        StyleEncoder(StyleEncoderConfig(64, (8, 8), 5)).init_trunk(net)
+
+
 @pytest.mark.parametrize('bad', [dict(head='mean'), dict(extra_convs=-1), dict(hidden=0),
-                                 dict(dropout=1.0), dict(channels=()), dict(input_size=100)])
+                                 dict(dropout=1.0), dict(channels=()), dict(input_size=100),
+                                 dict(trunk='resnet'), dict(trunk='keypoint')])
 def test_bad_configs_are_refused(bad):
     with pytest.raises(ValueError):
         StyleEncoderConfig(**bad)

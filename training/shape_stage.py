@@ -98,6 +98,10 @@ def train_shape(args: argparse.Namespace) -> Path:
     run = Run(args.out, 'shape')
     ae, vpayload = load_voxel_checkpoint(args.voxels)
     inn, _ = load_checkpoint(inn_path(args))
+    keypoint_config = inn.config.keypoint if args.style_trunk == 'keypoint' else None
+    if args.style_channels is None:
+        args.style_channels = (64, 96, 128) if args.style_trunk == 'keypoint' else \
+            (16, 32, 64, 96, 128)
     cfg = ShapeModelConfig(category=category.name,
                            style=StyleEncoderConfig(input_size=args.input_size,
                                                     channels=args.style_channels,
@@ -105,10 +109,14 @@ def train_shape(args: argparse.Namespace) -> Path:
                                                     extra_convs=args.style_extra_convs,
                                                     head=args.style_head,
                                                     hidden=args.style_hidden,
-                                                    dropout=args.style_dropout),
+                                                    dropout=args.style_dropout,
+                                                    trunk=args.style_trunk,
+                                                    keypoint=keypoint_config),
                            decoder=ae.config)
     model = ShapeModel(cfg)
     model.decoder.load_state_dict(ae.decoder.state_dict())
+    if args.style_trunk == 'keypoint':
+        model.style_encoder.init_trunk(inn.keypoint_net)
     if args.freeze_decoder:
         for p in model.decoder.parameters():
             p.requires_grad_(False)
@@ -221,8 +229,12 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     'gets (default: the installed model of the category)')
     sp.add_argument('--val-size', type=int, default=500, help='held-out samples at the end')
     sp.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
-    sp.add_argument('--style-channels', type=widths, default=(16, 32, 64, 96, 128),
-                    help='style encoder channels, one per halving')
+    sp.add_argument('--style-trunk', choices=('keypoint', 'conv'), default='keypoint',
+                    help="style encoder trunk: the INN keypoint net's stem and hourglass "
+                    '(initialised from --inn) or plain strided convolutions')
+    sp.add_argument('--style-channels', type=widths, default=None,
+                    help='style encoder channels, one per halving after the trunk (default '
+                    '64,96,128 after the keypoint trunk, 16,32,64,96,128 without)')
     sp.add_argument('--style-extra-convs', type=int, default=1,
                     help='stride-1 3x3 convolutions after each halving of the style encoder')
     sp.add_argument('--style-head', choices=('pool', 'flatten'), default='flatten',

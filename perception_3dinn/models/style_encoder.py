@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from perception_3dinn.models.keypoint_net import KeypointNet, KeypointNetConfig
 from perception_3dinn.models.projection import _check
 from perception_3dinn.models.voxel_decoder import VoxelDecoder, VoxelDecoderConfig
 
@@ -45,6 +46,11 @@ class StyleEncoderConfig:
             through ``hidden`` units, then linear).
         hidden: width of the flatten head's hidden layer.
         dropout: dropout before the flatten head's output layer (training only).
+        trunk: ``'conv'`` (the strided convolutions straight on the image) or ``'keypoint'``
+            (first the stem and hourglass of a :class:`KeypointNet` of ``keypoint``, made to
+            be initialised from the category's 3D-INN: features that already know where the
+            parts are; ``channels`` then continue from its stride-4 output).
+        keypoint: the keypoint net's config (``trunk='keypoint'`` only).
     """
 
     input_size: int = 128
@@ -54,23 +60,36 @@ class StyleEncoderConfig:
     head: str = 'pool'
     hidden: int = 256
     dropout: float = 0.0
+    trunk: str = 'conv'
+    keypoint: KeypointNetConfig | None = None
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        if isinstance(self.keypoint, dict):
+            self.keypoint = KeypointNetConfig(**self.keypoint)
+        if self.trunk not in ('conv', 'keypoint'):
+            raise ValueError(f"trunk must be 'conv' or 'keypoint', got {self.trunk!r}")
+        if self.trunk == 'keypoint' and self.keypoint is None:
+            raise ValueError("trunk 'keypoint' needs the keypoint net's config")
         if not self.channels:
             raise ValueError('channels must not be empty')
-        if self.input_size % (2 ** len(self.channels)):
+        if self.input_size % (2 ** (len(self.channels) + self.trunk_halvings)):
             raise ValueError(f'input_size {self.input_size} must be divisible by '
-                             f'{2 ** len(self.channels)}')
+                             f'{2 ** (len(self.channels) + self.trunk_halvings)}')
         if self.head not in ('pool', 'flatten'):
             raise ValueError(f"head must be 'pool' or 'flatten', got {self.head!r}")
         if self.extra_convs < 0 or self.hidden < 1 or not 0.0 <= self.dropout < 1.0:
             raise ValueError('extra_convs >= 0, hidden >= 1 and 0 <= dropout < 1 required')
 
     @property
+    def trunk_halvings(self) -> int:
+        """Halvings of the trunk before ``channels`` (the keypoint net's stride 4)."""
+        return 2 if self.trunk == 'keypoint' else 0
+
+    @property
     def feature_side(self) -> int:
         """Side of the last feature map."""
-        return self.input_size // 2 ** len(self.channels)
+        return self.input_size // 2 ** (len(self.channels) + self.trunk_halvings)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,6 +105,11 @@ class StyleEncoder(nn.Module):
         self.config = config
         layers: list[nn.Module] = []
         cin = 3
+        self.trunk = None
+        if config.trunk == 'keypoint':
+            kp = KeypointNet(config.keypoint)
+            self.trunk = nn.Sequential(kp.stem, kp.hourglass)
+            cin = config.keypoint.channels
         for cout in config.channels:
             for stride in (2,) + (1,) * config.extra_convs:
                 layers += [nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
@@ -100,10 +124,17 @@ class StyleEncoder(nn.Module):
                 nn.ReLU(inplace=True), nn.Dropout(config.dropout),
                 nn.Linear(config.hidden, config.style_dim))
 
+    def init_trunk(self, keypoint_net: KeypointNet) -> None:
+        """Copy the stem and hourglass weights of a trained keypoint net into the trunk."""
+        if self.trunk is None:
+            raise ValueError("the style encoder has no keypoint trunk (trunk='conv')")
+        self.trunk.load_state_dict(nn.Sequential(keypoint_net.stem,
+                                                 keypoint_net.hourglass).state_dict())
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         s = self.config.input_size
         _check('image', image, (None, 3, s, s))
-        features = self.conv(image)
+        features = self.conv(image if self.trunk is None else self.trunk(image))
         if self.config.head == 'pool':
             return self.fc(features.mean(dim=(2, 3)))
         return self.fc(features)
