@@ -14,10 +14,10 @@ which keeps the code in the learned space.
 
 Why the decoder trains too by default (``--freeze-decoder`` is the paper's regression into
 a fixed space): the INN's alpha is not the true one, and a trainable decoder absorbs part of
-that error. On the chair (docs/shape.md), the validation IoU at step 1,000 was 0.435
-trainable and 0.433 frozen (that run was stopped there); trainable reached 0.453 at 3,000.
-Neither learns much of the style from the image yet: the style code's R^2 on training crops
-stays below 0.3 in every dimension, the main gap to the targets.
+that error. On the chair with the conv trunk (docs/shape.md), the validation IoU at step
+1,000 was 0.435 trainable and 0.433 frozen (that run was stopped there); trainable reached
+0.453 at 3,000, and with the default keypoint trunk 0.472. How well the style is predicted
+from the image is the main gap to the targets.
 
 Data: a rendered image set with voxels (``python -m training.synthesize images``); its last
 ``--val-size`` samples are held out: progress, and the occupancy threshold of best IoU

@@ -9,12 +9,13 @@ plus ``--kl-weight`` times the KL divergence of the style code from N(0, I) (the
 p-TL uses a variational auto-encoder).
 
 Defaults, measured on the chair (``--data datasets/chair_vox_train``, 20,000 renders, 3,000
-to 4,000 steps, docs/shape.md): a KL weight of 1e-3 instead of 3e-5 costs 0.01 test IoU
-(0.768 against 0.777 at 3e-4) but makes the space dense: the zero code decodes to a
-plausible mean shape (IoU 0.577 given the true alpha, against 0.009 at 3e-5), so a style that
-an image network can only partly predict still lands on a chair. Decoder channels 32, 16, 8
-instead of 64, 32, 16 cost 0.01 IoU and halve the decoder's ONNX Runtime time (0.74 against
-1.31 ms, 1 thread, batch 1).
+to 4,000 steps, docs/shape.md): a KL weight of 1e-3 keeps the test IoU of 3e-5 (0.768
+against 0.765 at the validation threshold; 0.777 at 3e-4) and makes the space dense: the zero
+code decodes to a plausible mean shape (IoU 0.577 given the true alpha, against 0.009 at
+3e-5), so a style that an image network can only partly predict still lands on a chair.
+Decoder channels 32, 16, 8 instead of 64, 32, 16 keep the decoder within 1 ms on ONNX Runtime
+(0.80-0.83 ms, bench/results/bench_shape.md); the 64, 32, 16 space of an earlier run
+(procedural shapes, not the same data) reached 0.791.
 
 Data: procedural instances of the category made once at start (``--train-size``, ``--val-size``
 and ``--test-size`` instances from disjoint seeds; instance i of a split draws from

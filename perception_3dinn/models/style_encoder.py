@@ -4,13 +4,15 @@ Seed 004 predicts from the image the style vector of its learned shape space and
 with the pose kept apart, into an aligned voxel shape. Here the structure parameters
 ``alpha`` come from the 3D-INN (:class:`perception_3dinn.models.inn.INN3D`), so the
 :class:`StyleEncoder` only regresses the style code of
-:class:`perception_3dinn.models.voxel_decoder.VoxelDecoder`: a small strided CNN on the same
-normalised crop the INN sees. Its head either averages the last feature map (``head='pool'``)
-or keeps where the features are (``head='flatten'``: the ``(C, S/2^n, S/2^n)`` map through a
-hidden fully connected layer). The style is about where the material is (a slatted or solid
-back, thick or thin legs), which a global mean throws away: on the chair validation split the
-flatten head with one extra 3x3 convolution per level halves the code error of the pooled
-one (docs/shape.md).
+:class:`perception_3dinn.models.voxel_decoder.VoxelDecoder`: a small CNN on the same
+normalised crop the INN sees. Its trunk is either strided convolutions on the image
+(``trunk='conv'``) or the INN keypoint net's stem and hourglass, initialised from the INN
+(``trunk='keypoint'``, the default of ``training.shape_stage``): trained from scratch the conv
+trunk learned nothing of the style in a 600-step probe (R^2 at most 0.01 per code dimension,
+against 0.11-0.42 with the keypoint trunk: bench/probe_style_trunk.py, docs/shape.md). Its
+head either averages the last feature map (``head='pool'``) or keeps where the features are
+(``head='flatten'``: the map through a hidden fully connected layer), as the style is about
+where the material is (a slatted or solid back, thick or thin legs).
 
 :class:`ShapeModel` is the exported graph of the learned shape: inputs ``image``
 ``(B, 3, S, S)`` (normalised as the INN's input) and ``structure`` ``(B, K)`` (the INN's
