@@ -37,6 +37,9 @@ def test_discover_runs_on_two_boxes(tmp_path):
     model.load_state_dict(payload['state_dict'])
     assert payload['step'] == 4 and model.config.num_keypoints == 3
     assert payload['loss_weights']['pose'] == 0.2
+    # two meshes are too few for bases: said so, no category file, the model is kept
+    assert 'at least 3' in json.loads((out / 'evaluation.json').read_text())['skipped']
+    assert not (out / 'boxes.json').exists()
 
 
 def test_demo_meshes_load(tmp_path):

@@ -193,7 +193,7 @@ def test_bad_shape_graph_is_refused_with_the_file_named(exported, tmp_path, dama
     assert 'shape.onnx' in shape_graph_problem(folder / 'manifest.json', 'learned')
     assert shape_graph_problem(folder, 'skeleton') is None
     assert shape_graph_problem(path, 'learned') is None  # the intact export
-    assert shape_graph_problem(SHIPPED, 'learned') is None  # no shape graph: a fallback
+    assert shape_graph_problem(SHIPPED, 'learned') is None  # the shipped graph is intact
 
 
 def test_shape_section_is_validated(exported):
@@ -270,12 +270,31 @@ def test_pipeline_voxel_sources(exported, frame):
         assert set(np.unique(obj.voxels.occupancy)) <= {0, 255}
 
 
-def test_learned_without_a_shape_graph_falls_back_with_a_warning(frame):
+def test_shipped_model_has_a_trained_shape_graph(frame):
     image, camera, boxes = frame
+    pipe = Pipeline.from_manifest(SHIPPED, config=PipelineConfig(smoothing=False))
+    assert pipe.learned_voxelizer is not None and pipe.voxel_note is None
+    section = json.loads((SHIPPED / 'manifest.json').read_text())['shape']
+    assert section['trained'] and section['metrics']['val_iou@0.5'] > 0.4
+    result = pipe.process(image, camera, boxes, 0.0, voxels=True)
+    assert result.objects
+    for obj in result.objects:
+        occ = obj.voxels.occupancy
+        assert occ.shape == (32, 32, 32) and 0 < np.mean(occ >= 128) < 0.5
+
+
+def test_learned_without_a_shape_graph_falls_back_with_a_warning(frame, tmp_path):
+    image, camera, boxes = frame
+    bare = tmp_path / 'no_shape'
+    bare.mkdir()
+    shutil.copy(SHIPPED / 'model.onnx', bare / 'model.onnx')
+    manifest = json.loads((SHIPPED / 'manifest.json').read_text())
+    del manifest['shape']
+    (bare / 'manifest.json').write_text(json.dumps(manifest))
     with pytest.warns(RuntimeWarning, match='has no shape graph'):
-        pipe = Pipeline.from_manifest(SHIPPED, config=PipelineConfig(voxel_source='learned'))
+        pipe = Pipeline.from_manifest(bare, config=PipelineConfig(voxel_source='learned'))
     assert pipe.learned_voxelizer is None
-    auto = Pipeline.from_manifest(SHIPPED)  # auto: skeleton, silently
+    auto = Pipeline.from_manifest(bare)  # auto: skeleton, silently
     assert auto.learned_voxelizer is None and auto.voxel_note is None
     result = pipe.process(image, camera, boxes, 0.0)
     tubes = StructureVoxelizer(CATEGORY)

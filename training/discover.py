@@ -19,8 +19,13 @@ of the keypoints predicted with the predicted flag, the paper's metric.
 
 ``--demo`` first writes a few procedural meshes (boxes and cones) into ``--meshes``, so the
 first example runs on a fresh clone. Writes ``<out>/model.pt`` (config, loss weights, view
-config, state dict), ``log.jsonl``, ``loss.png`` and ``summary.json``. Not yet: resuming,
-lifting the keypoints to the object frame and writing the category JSON (issue 19, item 3).
+config, state dict), ``log.jsonl``, ``loss.png`` and ``summary.json``; then
+:mod:`training.discover_category` lifts the keypoints of ``--category-views`` views of every
+training mesh to the object frame and writes ``<out>/<category>.json`` and
+``evaluation.json`` (held-out relative-pose error, 3D-SE, and the distance to hand-made
+keypoints where the folder has them). ``--supervised`` trains the paper's supervised
+baseline on the folder's ``keypoints.json`` (same networks, L2 to the labels). Not yet:
+resuming.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_3dinn.models.keypointnet import KeypointNetConfig, KeypointNetModel, lift
+from perception_3dinn.models.keypointnet import (
+    KeypointNetConfig,
+    KeypointNetModel,
+    lift,
+    project,
+)
+from training.discover_category import add_arguments, make_category, options_from
+from training.keypointnet_eval import hand_made_keypoints
 from training.keypointnet_losses import (
     front_back_pixels,
     keypointnet_loss,
@@ -43,6 +55,7 @@ from training.keypointnet_losses import (
     orientation_flag,
     procrustes,
     rotation_angle,
+    supervised_loss,
 )
 from training.synth.meshes import load_mesh_folder, render_pair, UserMesh, ViewConfig
 from training.train import pick_device, Run, set_threads, step_bar, stopped_early
@@ -68,8 +81,10 @@ def pair_batch(meshes: list[UserMesh], rng: np.random.Generator, batch: int,
     [0, 1], masks (B, S, S), K, poses of both views and their relative pose."""
     cols: dict[str, list] = {k: [] for k in ('image_a', 'image_b', 'mask_a', 'mask_b', 'R_a',
                                             't_a', 'R_b', 't_b', 'R_ab', 't_ab')}
+    index = []
     for _ in range(batch):
-        p = render_pair(meshes[int(rng.integers(len(meshes)))], rng, view)
+        index.append(int(rng.integers(len(meshes))))
+        p = render_pair(meshes[index[-1]], rng, view)
         for side, v in (('a', p.a), ('b', p.b)):
             cols[f'image_{side}'].append(v.image.transpose(2, 0, 1) / 255.0)
             cols[f'mask_{side}'].append(v.mask)
@@ -79,15 +94,22 @@ def pair_batch(meshes: list[UserMesh], rng: np.random.Generator, batch: int,
         cols['t_ab'].append(p.t_ab)
     out = {k: torch.from_numpy(np.stack(v).astype(np.float32)) for k, v in cols.items()}
     out['K'] = torch.from_numpy(view.intrinsics().astype(np.float32)).expand(batch, 3, 3)
+    out['mesh'] = torch.tensor(index, dtype=torch.long)
     return out
 
 
-def with_targets(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Adds the orientation targets and true flags of both views."""
+def with_targets(b: dict[str, torch.Tensor],
+                 labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Adds the orientation targets and true flags of both views and, given ``labels``
+    (M, N, 3) hand-made keypoints of the meshes (normalised frames), their pixels and
+    depths in both views (the supervised baseline's targets)."""
     for side in ('a', 'b'):
         R, t = b[f'R_{side}'], b[f't_{side}']
         b[f'front_back_{side}'] = front_back_pixels(b['K'], R, t)
         b[f'flag_{side}'] = orientation_flag(b['K'], R, t)
+        if labels is not None:
+            X = labels.to(R)[b['mesh'].to(R.device)] @ R.transpose(1, 2) + t[:, None]
+            b[f'label_uv_{side}'], b[f'label_z_{side}'] = project(X, b['K'])
     return b
 
 
@@ -134,7 +156,14 @@ def discover(args: argparse.Namespace) -> Path:
     train = [meshes[i] for i in order[n_val:]]
     held = [meshes[i] for i in order[:n_val]] or train
     view = ViewConfig(size=args.size)
-    cfg = KeypointNetConfig(num_keypoints=args.keypoints, image_size=args.size,
+    labels, num_keypoints = None, args.keypoints
+    if args.supervised:
+        found = hand_made_keypoints(folder, train)
+        if found is None:
+            raise SystemExit(f'--supervised needs {folder}/keypoints.json with every mesh '
+                             '(python -m training.synth.mesh_export writes one)')
+        labels, num_keypoints = torch.from_numpy(found), found.shape[1]
+    cfg = KeypointNetConfig(num_keypoints=num_keypoints, image_size=args.size,
                             channels=args.channels,
                             orientation_channels=max(1, args.channels // 2))
     weights = KeypointNetLossWeights(noise=args.noise)
@@ -155,11 +184,14 @@ def discover(args: argparse.Namespace) -> Path:
     t0 = time.time()
     res: dict[str, float] = {}
     for step, b in bar:
-        b = with_targets(b)
+        b = with_targets(b, labels)
         gen = torch.Generator(device=device).manual_seed(args.seed * 1_000_003 + step)
         out_a = model(b['image_a'], b['flag_a'])
         out_b = model(b['image_b'], b['flag_b'])
-        loss, terms = keypointnet_loss(out_a, out_b, b, weights, cfg.image_size, gen)
+        if labels is None:
+            loss, terms = keypointnet_loss(out_a, out_b, b, weights, cfg.image_size, gen)
+        else:
+            loss, terms = supervised_loss(out_a, out_b, b, weights, cfg.image_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -179,16 +211,21 @@ def discover(args: argparse.Namespace) -> Path:
         run.log({'kind': 'val', 'step': step_done, **res})
     path = run.out / 'model.pt'
     torch.save({'kind': 'keypointnet', 'category': args.category, 'step': step_done,
+                'supervised': bool(args.supervised),
                 'config': cfg.to_dict(), 'loss_weights': weights.to_dict(),
                 'view': asdict(view), 'state_dict': model.state_dict(), 'metrics': res}, path)
     run.plot()
     summary = {'category': args.category, 'step': step_done, 'metrics': res,
+               'supervised': bool(args.supervised),
                'train_meshes': [m.name for m in train], 'val_meshes': [m.name for m in held],
                'val_split': 'held-out meshes' if n_val else 'training meshes',
                'loaded': report.loaded, 'skipped': report.skipped,
                'warnings': report.warnings, 'wall_s': round(time.time() - t_start, 1)}
     (run.out / 'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
     tqdm.write(f'discover: wrote {path}: ' + json.dumps(res))
+    if args.category_views > 0:
+        make_category(run.out, folder, args.up, args.metric_size, args.category_views,
+                      args.pairs, options_from(args), args.seed, str(device), args.max_faces)
     return path
 
 
@@ -221,6 +258,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=0, help='batch-making processes')
     p.add_argument('--threads', type=int, default=2, help='torch threads')
     p.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    p.add_argument('--supervised', action='store_true',
+                   help="the paper's supervised baseline: L2 to the hand-made keypoints of "
+                        "the folder's keypoints.json instead of the unsupervised losses")
+    p.add_argument('--category-views', type=int, default=16,
+                   help='views per mesh for the category file (0: no category, no '
+                        'evaluation)')
+    add_arguments(p)
     return p
 
 

@@ -241,3 +241,25 @@ def keypointnet_loss(out_a: dict, out_b: dict, batch: dict, weights: KeypointNet
     }
     total = sum(getattr(weights, k) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def supervised_loss(out_a: dict, out_b: dict, batch: dict, weights: KeypointNetLossWeights,
+                    image_size: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """The paper's supervised baseline (sec. 4.1): L2 between the predicted and the labelled
+    keypoints, pixels in normalised image coordinates and depths in object units, on both
+    views, plus the orientation network's loss (weighted as in :func:`keypointnet_loss`).
+
+    ``batch`` holds ``label_uv_a``, ``label_z_a``, ``label_uv_b``, ``label_z_b`` (the
+    hand-made keypoints projected into each view) and the orientation targets.
+    """
+    half = 0.5 * image_size
+    terms = {'keypoints': 0.0, 'depth': 0.0}
+    for out, side in ((out_a, 'a'), (out_b, 'b')):
+        terms['keypoints'] = terms['keypoints'] + 0.5 * (
+            ((out['uv'] - batch[f'label_uv_{side}']) / half) ** 2).sum(-1).mean()
+        terms['depth'] = terms['depth'] + 0.5 * ((out['z'] - batch[f'label_z_{side}']) ** 2).mean()
+    terms['orientation'] = 0.5 * (
+        orientation_loss(out_a['orient_uv'], batch['front_back_a'], image_size)
+        + orientation_loss(out_b['orient_uv'], batch['front_back_b'], image_size))
+    total = terms['keypoints'] + terms['depth'] + weights.orientation * terms['orientation']
+    return total, {k: float(v.detach()) for k, v in terms.items()}

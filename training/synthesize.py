@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument('--no-voxels', action='store_true', help='skip voxel grids')
             s.add_argument('--domain', default='default', choices=('default', 'shifted'),
                            help='render style (training.synth.domains)')
+            s.add_argument('--meshes', type=Path, default=None,
+                           help='render these user meshes instead of the procedural '
+                                'generator (with --mesh-keypoints and --category RUN/NAME.json)')
+            s.add_argument('--mesh-keypoints', type=Path, default=None,
+                           help='keypoints.npz of python -m training.discover_category')
+            s.add_argument('--up', default='auto', help='up axis of the user meshes')
         if kind == 'videos':
             s.add_argument('--frames', type=int, default=48, help='frames per video')
             s.add_argument('--objects', type=int, nargs=2, default=(1, 3),
@@ -98,7 +104,10 @@ def _images(args) -> None:
 
     config = ImageConfig(size=args.size, occluder_prob=args.occluder_prob,
                          background_dir=str(args.backgrounds) if args.backgrounds else None,
-                         voxels=not args.no_voxels, domain=args.domain)
+                         voxels=not args.no_voxels, domain=args.domain,
+                         mesh_dir=str(args.meshes) if args.meshes else None,
+                         mesh_keypoints=str(args.mesh_keypoints) if args.mesh_keypoints
+                         else None, mesh_up=args.up)
     manifest = generate_image_dataset(args.category, args.count, args.out, args.seed, config,
                                       args.shard_size, args.workers)
     print(f'wrote {manifest["count"]} images in {len(manifest["shards"])} shards to {args.out}')

@@ -78,9 +78,16 @@ class ImageConfig:
     background_dir: str | None = None
     voxels: bool = True
     domain: str = 'default'  # render style, training.synth.domains
+    # user meshes instead of the procedural generator (training.synth.mesh_instances)
+    mesh_dir: str | None = None
+    mesh_keypoints: str | None = None
+    mesh_up: str = 'auto'
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
+        if bool(self.mesh_dir) != bool(self.mesh_keypoints):
+            raise ValueError('mesh_dir and mesh_keypoints go together (user meshes and the '
+                             'keypoints.npz that training.discover_category wrote for them)')
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -199,7 +206,12 @@ def render_sample(category: Category, rng: np.random.Generator,
     """
     config = config or ImageConfig()
     s = config.size
-    mesh = generate(category.name, rng)
+    if config.mesh_dir:
+        from training.synth.mesh_instances import sample_instance
+
+        mesh = sample_instance(config.mesh_dir, config.mesh_keypoints, config.mesh_up, rng)
+    else:
+        mesh = generate(category.name, rng)
     scale = float(keypoint_diagonal(mesh.keypoints))
     alpha = category.fit_structure(mesh.keypoints / scale)
     shifted = config.domain == 'shifted'

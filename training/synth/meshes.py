@@ -81,6 +81,7 @@ class UserMesh:
         scale: normalised = scale * (UP_ROTATIONS[up] @ raw - centre).
         raw_extent: (3,) bounding-box sides in file units, after the up rotation.
         warnings: messages for this file (kept anyway).
+        centre: (3,) bounding-box centre in file units, after the up rotation.
     """
 
     name: str
@@ -91,6 +92,12 @@ class UserMesh:
     scale: float
     raw_extent: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    centre: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """(..., 3) points in file coordinates -> this mesh's normalised object frame."""
+        return self.scale * (np.asarray(raw, np.float64) @ UP_ROTATIONS[self.up].T
+                             - self.centre)
 
 
 @dataclass
@@ -192,10 +199,11 @@ def load_mesh(path: str | Path, up: str = 'auto', metric_size: float | None = No
                 raise MeshError(msg)
             warnings.append(msg)
     scale = 2.0 / float(extent.max())
-    v = (v - 0.5 * (lo + hi)) * scale
+    centre = 0.5 * (lo + hi)
+    v = (v - centre) * scale
     faces = faces[keep]
     normals = np.asarray(mesh.face_normals, np.float64)[keep] @ rot.T
-    return UserMesh(path.name, v, faces, normals, up_axis, scale, extent, warnings)
+    return UserMesh(path.name, v, faces, normals, up_axis, scale, extent, warnings, centre)
 
 
 def load_mesh_folder(folder: str | Path, up: str = 'auto', metric_size: float | None = None,
