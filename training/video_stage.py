@@ -11,6 +11,16 @@ From a fresh clone (a few minutes on 2 CPU cores; real runs use more data and st
         --out runs/video_demo --clip-lengths 3,7 --steps-per-length 20 --clips 2 --batch 4
     python -m training.export --checkpoint runs/video_demo/model.pt --out runs/video_demo/export
 
+A robot's own recordings (any rosbag2 with images, camera_info and Detection2DArray; tracks
+and the motion report: :mod:`training.video_data`)::
+
+    python -m training.train video --init perception_3dinn/data/models/chair \\
+        --bag my_robot.bag [--bag another.bag] --images datasets/chair_images_demo \\
+        --out runs/video_bag --clip-lengths 3,7 --val-fraction 0.3
+
+With ``--bag``, the last ``--val-fraction`` of every track's frames validate and the best
+model of a length is the one with the lowest video loss (no labels in a user's bag).
+
 Data. ``--videos`` is a rendered video set (``training.synthesize videos``) of which only the
 frames and the objects' boxes are used (3D labels withheld; the held-out validation videos'
 structure labels are read for model selection only). Each object's track, the frames where it
@@ -55,7 +65,6 @@ from tqdm import tqdm
 
 from perception_3dinn import metrics
 from perception_3dinn.codec import HeatmapCodec
-from perception_3dinn.crops import Crop, crop_image
 from perception_3dinn.models import (
     category_record,
     INN3D,
@@ -67,93 +76,15 @@ from perception_3dinn.skeleton import Category, load_category
 from training.inn_data import CropSampler
 from training.losses import cosine_lr, heatmap_loss
 from training.train import finish, load_images, pick_device, resume, Run, sample_rows
+from training.video_data import (  # noqa: F401 (track_runs, usable_frames: public API)
+    cut_clips,
+    load_bag_tracks,
+    load_tracks,
+    split_tracks,
+    track_runs,
+    usable_frames,
+)
 from training.video_losses import keypoint_loss, video_terms, VideoLossWeights, weighted_sum
-
-VIDEO_FIELDS = ['frames', 'box', 'present', 'object_valid']
-
-
-def track_runs(usable: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal runs ``[start, stop)`` of True in a (T,) bool array."""
-    u = np.concatenate([[False], np.asarray(usable, bool), [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(u))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
-
-
-def usable_frames(video: dict, min_box: float) -> np.ndarray:
-    """(T, M) bool: object slot present with a box at least ``min_box`` pixels each way."""
-    box = np.asarray(video['box'], np.float64)
-    size = np.minimum(box[..., 2] - box[..., 0], box[..., 3] - box[..., 1])
-    return (np.asarray(video['present'], bool) & np.asarray(video['object_valid'], bool)[None]
-            & (size >= min_box))
-
-
-def load_tracks(root: str | Path, videos: range, size: int, pad: float, min_box: float,
-                labels: bool = False) -> dict:
-    """Crops of every track frame of the given videos of a rendered video set.
-
-    Returns:
-        dict: ``crops (F, S, S, 3) uint8``, ``scale (F,)`` crop scales, ``tracks`` a list of
-        ``(first, length)`` runs of consecutive rows of ``crops``, ``track_video`` and
-        ``track_object`` (per track) and, with ``labels`` where the set has them,
-        ``structure (tracks, K)``.
-    """
-    from training.synth.dataset import ShardDataset
-
-    ds = ShardDataset(root, fields=VIDEO_FIELDS)
-    labels = labels and 'structure' in ds.manifest.get('fields', {})
-    if labels:
-        ds.fields = VIDEO_FIELDS + ['structure']
-    if ds.kind != 'videos':
-        raise SystemExit(f'{root}: a {ds.kind!r} data set; --videos needs a video set '
-                         '(python -m training.synthesize videos)')
-    crops, scales, tracks, where, structure = [], [], [], [], []
-    for v in tqdm(videos, desc=f'cropping {Path(root).name}', leave=False):
-        video = ds[v]
-        usable = usable_frames(video, min_box)
-        for m in range(usable.shape[1]):
-            for a, b in track_runs(usable[:, m]):
-                tracks.append((len(crops), b - a))
-                where.append((v, m))
-                if labels:
-                    structure.append(video['structure'][m])
-                for t in range(a, b):
-                    crop = Crop.from_box(video['box'][t, m], size, pad)
-                    crops.append(crop_image(video['frames'][t], crop))
-                    scales.append(crop.scale)
-    out = {'crops': np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
-           'scale': np.asarray(scales, np.float32), 'tracks': tracks,
-           'track_video': np.array([w[0] for w in where], np.int64),
-           'track_object': np.array([w[1] for w in where], np.int64)}
-    if labels:
-        out['structure'] = np.asarray(structure, np.float64)
-    return out
-
-
-def cut_clips(tracks: list[tuple[int, int]], length: int, stride: int = 0) -> tuple:
-    """Clips of ``length`` consecutive frames along each track, every ``stride`` frames
-    (0: ``length``, no overlap).
-
-    Returns:
-        clips (n, length) int64 rows of the crops, their track (n,), and a report: ``clips``,
-        ``tracks``, ``short_tracks_skipped`` and ``short_track_frames`` (tracks shorter than
-        ``length`` and their frames).
-    """
-    if length < 2:
-        raise ValueError(f'clip length must be at least 2, got {length}')
-    stride = stride or length
-    clips, owner, short, short_frames = [], [], 0, 0
-    for i, (first, n) in enumerate(tracks):
-        if n < length:
-            short += 1
-            short_frames += n
-            continue
-        for s in range(0, n - length + 1, stride):
-            clips.append(first + s + np.arange(length))
-            owner.append(i)
-    arr = np.stack(clips).astype(np.int64) if clips else np.zeros((0, length), np.int64)
-    report = {'clips': len(clips), 'tracks': len(tracks), 'short_tracks_skipped': short,
-              'short_track_frames': short_frames}
-    return arr, np.asarray(owner, np.int64), report
 
 
 def outputs_of(model: INN3D, x: torch.Tensor) -> tuple:
@@ -283,18 +214,33 @@ def train_video(args: argparse.Namespace) -> Path:
     weights = VideoLossWeights(**{f.name: getattr(args, f'w_{f.name}')
                                   for f in fields(VideoLossWeights)})
     images = load_images(args.images, limit=args.limit)
-    from training.synth.dataset import ShardDataset
-
-    n_videos = len(ShardDataset(args.videos))
-    n_val = max(1, int(round(args.val_fraction * n_videos)))
-    if n_videos - n_val < 1:
-        raise SystemExit(f'{args.videos}: {n_videos} videos; need at least 2 (train + val)')
     common = (cfg.input_size, args.pad, args.min_box)
-    train = load_tracks(args.videos, range(n_videos - n_val), *common)
-    val = load_tracks(args.videos, range(n_videos - n_val, n_videos), *common, labels=True)
+    bag_report = {}
+    if bool(args.videos) == bool(args.bag):
+        raise SystemExit('give either --videos (a rendered video set) or --bag (rosbags)')
+    if args.bag:
+        data, bag_report = load_bag_tracks(args.bag, *common, args.frame_stride,
+                                           args.min_motion)
+        train, val = split_tracks(data, args.val_fraction)
+        for rep in bag_report['bags']:
+            tqdm.write(f'{rep["bag"]}: {rep["frames"]} frames (stride {rep["stride"]}), '
+                       f'{rep["detections"]} detections, {rep["tracks"]} tracks of '
+                       f'{rep["track_frames"]} frames, {rep["static_tracks"]} static, '
+                       f'{rep["small_boxes"]} boxes under --min-box')
+    else:
+        from training.synth.dataset import ShardDataset
+
+        n_videos = len(ShardDataset(args.videos))
+        n_val = max(1, int(round(args.val_fraction * n_videos)))
+        if n_videos - n_val < 1:
+            raise SystemExit(f'{args.videos}: {n_videos} videos; need at least 2 (train + val)')
+        train = load_tracks(args.videos, range(n_videos - n_val), *common)
+        val = load_tracks(args.videos, range(n_videos - n_val, n_videos), *common, labels=True)
     report = clip_report(train, val, lengths, args.clip_stride)
     opt = _optimizer(model, args.lr)
     step = resume(run, model, opt, args.resume)
+    if args.bag:
+        run.log({'kind': 'bags', 'step': step, **bag_report})
     best = {'score': float('inf'), 'step': -1}
     if step:
         best = read_checkpoint(run.out / 'last.pt').get('extra', {}).get('best', best)
@@ -359,6 +305,7 @@ def train_video(args: argparse.Namespace) -> Path:
     res = dict(final['metrics'], selection=key)
     return finish(run, model, category, 'video', args.steps, res,
                   {'init': str(args.init), 'videos': str(args.videos),
+                   'bags': [str(b) for b in args.bag or []],
                    'images': str(args.images), 'pad': args.pad, 'clip_lengths': list(lengths),
                    'steps_per_length': spl, 'weights': weights.to_dict(),
                    'data': {str(k): v for k, v in report.items()}})
@@ -368,7 +315,16 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     """The stage's own options (the common ones come from ``training.train``)."""
     sp.add_argument('--init', required=True,
                     help='starting model: an INN3D checkpoint or a model folder with model.pt')
-    sp.add_argument('--videos', required=True, help='rendered video set (frames + boxes used)')
+    sp.add_argument('--videos', default=None,
+                    help='rendered video set (frames + boxes used); or --bag')
+    sp.add_argument('--bag', action='append', default=None,
+                    help='rosbag2 with images, camera_info and Detection2DArray (repeat for '
+                         'several); tracks follow the detection ids (training.video_data)')
+    sp.add_argument('--frame-stride', type=int, default=1,
+                    help='--bag: keep every N-th image')
+    sp.add_argument('--min-motion', type=float, default=0.01,
+                    help='--bag: tracks whose box moves less than this fraction of its size '
+                         'per frame count as static (reported; all static: a warning)')
     sp.add_argument('--images', required=True, help='labelled rendered image set (2D loss)')
     sp.add_argument('--clip-lengths', type=clip_lengths, default=(3, 7, 11, 15),
                     help='curriculum of clip lengths, e.g. 3,7,11,15')
@@ -378,7 +334,8 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument('--clip-stride', type=int, default=0,
                     help='frames between clip starts along a track (0: the clip length)')
     sp.add_argument('--val-fraction', type=float, default=0.2,
-                    help='fraction of the videos (the last ones) held out for validation')
+                    help='fraction of the videos (--bag: of the tracks), the last ones, held '
+                         'out for validation')
     sp.add_argument('--min-box', type=float, default=16.0,
                     help='smallest box side (pixels) for a frame to join a track')
     sp.add_argument('--pad', type=float, default=0.15, help='crop padding (as the runtime)')
