@@ -150,15 +150,17 @@ def video_frames(video: dict, noise: DetectionNoise, seed: int, tilt_bias_deg: f
 
 def make_demo(out: Path, seed: int, frames: int, width: int, fps: float, compressed: bool,
               noise: DetectionNoise, objects: tuple[int, int] = (1, 3),
-              tilt_bias_deg: float = 1.0, height_bias_m: float = 0.02) -> dict[str, int]:
-    """Render a synthetic video and write it as the demo bag at `out`."""
+              tilt_bias_deg: float = 1.0, height_bias_m: float = 0.02,
+              domain: str = 'default') -> dict[str, int]:
+    """Render a synthetic video (render `domain`, training.synth.domains) and write it as
+    the demo bag at `out`."""
     from perception_3dinn.ros.bagdata import write_demo_bag
     from perception_3dinn.skeleton import load_category
     from training.synth.videos import render_video, VideoConfig
 
     cat = load_category('chair')
     config = VideoConfig(width=width, height=width * 3 // 4, frames=frames, fps=fps,
-                         objects=objects, voxels=False)
+                         objects=objects, voxels=False, domain=domain)
     print(f'rendering {frames} frames of {config.width}x{config.height} (seed {seed})',
           flush=True)
     video = render_video(cat, np.random.default_rng(seed), config)
@@ -552,6 +554,9 @@ def _parser() -> argparse.ArgumentParser:
                    help='calibration error of the /tf floor -> camera pose: tilt, degrees')
     m.add_argument('--tf-height-bias-m', type=float, default=0.02,
                    help='calibration error of the /tf floor -> camera pose: height, metres')
+    m.add_argument('--domain', default='default', choices=('default', 'shifted'),
+                   help='render style: shifted = colours, lighting, floor and lens never '
+                        'used in training (training.synth.videos.shift_video_look)')
     e = sub.add_parser('evaluate', help='evaluate a bag offline and/or live through the node')
     e.add_argument('--bag', type=Path, default=DEFAULT_BAG, help='input rosbag2 folder')
     e.add_argument('--out', type=Path, default=DEFAULT_EVAL, help='output folder')
@@ -583,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(args.out)
         counts = make_demo(args.out, args.seed, args.frames, args.width, args.fps,
                            not args.raw, DetectionNoise(), tilt_bias_deg=args.tf_tilt_bias_deg,
-                           height_bias_m=args.tf_height_bias_m)
+                           height_bias_m=args.tf_height_bias_m, domain=args.domain)
         size = sum(p.stat().st_size for p in args.out.rglob('*') if p.is_file())
         print(f'wrote {args.out} ({size / 1e6:.1f} MB): '
               + ', '.join(f'{t} {n}' for t, n in sorted(counts.items())))

@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument('--up', default='auto', help='up axis of the user meshes')
         if kind == 'videos':
             s.add_argument('--frames', type=int, default=48, help='frames per video')
+            s.add_argument('--domain', default='default', choices=('default', 'shifted'),
+                           help='render style (training.synth.videos.shift_video_look)')
             s.add_argument('--objects', type=int, nargs=2, default=(1, 3),
                            metavar=('MIN', 'MAX'), help='objects per scene')
         if kind == 'scenes':
@@ -123,7 +125,7 @@ def _videos(args) -> None:
     from training.synth.videos import generate_video_dataset, preview_video, VideoConfig
 
     config = VideoConfig(width=args.size, height=args.size * 3 // 4, frames=args.frames,
-                         objects=tuple(args.objects))
+                         objects=tuple(args.objects), domain=args.domain)
     manifest = generate_video_dataset(args.category, args.count, args.out, args.seed, config,
                                       args.shard_size, args.workers)
     print(f'wrote {manifest["count"]} videos to {args.out}')

@@ -28,6 +28,7 @@ from perception_3dinn.geometry import look_at, rotation_about_z
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.voxels import grid_for_dimensions
 from training.synth import dataset, render
+from training.synth.domains import check_domain, shifted_colour, SHIFTED_HFOV_DEG, shifted_tint
 from training.synth.images import VOXEL_SIZE
 from training.synth.procedural import generate, keypoint_diagonal
 
@@ -47,6 +48,10 @@ class VideoConfig:
     hfov_deg: tuple[float, float] = (50.0, 80.0)
     camera_height: tuple[float, float] = (0.5, 1.6)
     voxels: bool = True
+    domain: str = 'default'  # render style (training.synth.domains; see shift_video_look)
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -91,6 +96,20 @@ def sample_appearance(rng: np.random.Generator, objects: int) -> Appearance:
     noise = rng.uniform(0.003, 0.02)
     return Appearance(slot_cols, grain, light_w, float(ambient), float(key), gain, float(blur),
                       float(noise))
+
+
+def shift_video_look(rng: np.random.Generator, look: Appearance, room: dict) -> None:
+    """The ``shifted`` render domain for videos (in place): every object slot, the walls and
+    the floor take the domain's saturated turquoise-to-violet colours, the floor becomes
+    fine checkers (a 4-10 cm period), and a coloured key light tints the whole frame. The
+    field of view comes from ``SHIFTED_HFOV_DEG`` (see :func:`render_video`)."""
+    for sc in look.slot_colours:
+        sc[:] = np.stack([shifted_colour(rng) for _ in range(len(sc))])
+    room['floor_kind'] = 'tiles'
+    room['floor_colour'], room['floor_colour2'] = shifted_colour(rng), shifted_colour(rng) * 0.3
+    room['wall_colour'] = shifted_colour(rng) * 0.6 + 0.2
+    room['period'] = float(rng.uniform(0.04, 0.10))
+    look.gain = look.gain * shifted_tint(rng)
 
 
 def smooth_noise(rng: np.random.Generator, frames: int, dims: int, knots_every: int = 10,
@@ -237,7 +256,8 @@ def render_video(category: Category, rng: np.random.Generator,
     room = make_room(rng, spread + 4.0)
     kind = str(rng.choice(TRAJECTORIES))
     cam_pos, targets, rolls = camera_path(rng, kind, T, centre, spread, config)
-    hfov = np.radians(rng.uniform(*config.hfov_deg))
+    shifted = config.domain == 'shifted'
+    hfov = np.radians(rng.uniform(*(SHIFTED_HFOV_DEG if shifted else config.hfov_deg)))
     f = 0.5 * W / np.tan(hfov / 2)
     K = np.array([[f, 0, (W - 1) / 2 + rng.normal(0, 0.01 * W)],
                   [0, f * rng.uniform(0.99, 1.01), (H - 1) / 2 + rng.normal(0, 0.01 * H)],
@@ -266,6 +286,8 @@ def render_video(category: Category, rng: np.random.Generator,
         n_parts += len(mm.parts)
 
     look = sample_appearance(rng, m)  # fixed over the video
+    if shifted:
+        shift_video_look(rng, look, room)
     slot_cols, grain = look.slot_colours, look.grain
     light_w, ambient, key = look.light_world, look.ambient, look.key
 
