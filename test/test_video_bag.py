@@ -69,13 +69,16 @@ def test_tracks_follow_ids_and_crops_match_the_runtime(tmp_path):
 
 
 def test_tracks_without_ids_join_by_overlap_and_break_at_gaps(tmp_path):
-    boxes = _moving(8)
-    boxes[4] = boxes[4][1:]  # the first object is missed in frame 4
+    boxes = _moving(9)
+    boxes[4] = boxes[4][1:]  # the first object is missed in frame 4 (bridged)
+    boxes[6] = boxes[6][1:]  # and in frames 6-8 (a gap of 3 > max_gap: a new track)
+    boxes[7] = boxes[7][1:]
+    boxes[8] = boxes[8][1:]
     path = tmp_path / 'bag'
     write_demo_bag(_frames(boxes, ids=False), path, load_category('chair'), fps=10.0)
-    data, rep = load_bag_tracks([path], 64, 0.15, 16)
-    assert sorted(n for _, n in data['tracks']) == [3, 4, 8]
-    assert rep['bags'][0]['tracks'] == 3
+    data, rep = load_bag_tracks([path], 64, 0.15, 16, max_gap=2)
+    assert sorted(n for _, n in data['tracks']) == [5, 9]
+    assert rep['bags'][0]['bridged_frames'] == 1
 
 
 def test_a_bag_where_nothing_moves_is_flagged(tmp_path, capsys):

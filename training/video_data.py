@@ -9,7 +9,9 @@ camera_info and vision_msgs/Detection2DArray (the topics of ``training.bag make-
 Tracks in a bag follow the detector's ids (``Detection2D.id``). Detections without an id are
 joined to the previous frame's track they overlap most (IoU >= ``iou``,
 :func:`perception_3dinn.tracking.box_iou`), else start a new track. A track breaks where
-its box is missing or smaller than ``min_box``. ``stride`` keeps every stride-th image.
+its box is missing (or smaller than ``min_box``) for more than ``max_gap`` frames in a row;
+shorter gaps (a detector's missed frame) are bridged: the clip skips the missing frames, and
+the report counts them. ``stride`` keeps every stride-th image.
 
 Which frames teach something: the video losses need the same static object seen from a
 moving camera. A bag has no such label, so the tool measures image motion per track: the
@@ -129,8 +131,10 @@ def _box_motion(boxes: np.ndarray) -> float:
     return float(np.median(d))
 
 
-def bag_track_boxes(frames: list, min_box: float, iou: float = 0.3) -> tuple[dict, dict]:
-    """Per-track boxes of a bag's frames.
+def bag_track_boxes(frames: list, min_box: float, iou: float = 0.3,
+                    max_gap: int = 2) -> tuple[dict, dict]:
+    """Per-track boxes of a bag's frames (detections without an id join the overlapping
+    track last seen at most ``max_gap`` frames before).
 
     Returns:
         ``{track key: [(frame index, box (4,)), ...]}`` and counts ``frames``,
@@ -140,14 +144,13 @@ def bag_track_boxes(frames: list, min_box: float, iou: float = 0.3) -> tuple[dic
     from perception_3dinn.tracking import box_iou
 
     tracks: dict[str, list] = {}
-    prev: list[tuple[str, np.ndarray]] = []
     counts = {'frames': len(frames), 'frames_with_detections': 0, 'detections': 0,
               'small_boxes': 0}
     fresh = 0
     for k, f in enumerate(frames):
         boxes = inputs.detections_to_boxes(f.detections) if f.detections else []
         counts['frames_with_detections'] += bool(boxes)
-        current = []
+        taken: set[str] = set()
         for b in boxes:
             arr = np.asarray(b.as_array(), np.float64)
             if not np.all(np.isfinite(arr)):
@@ -157,22 +160,25 @@ def bag_track_boxes(frames: list, min_box: float, iou: float = 0.3) -> tuple[dic
                 counts['small_boxes'] += 1
                 continue
             key = f'id:{b.detection_id}' if b.detection_id else ''
-            if not key and prev:
-                ov = box_iou(arr[None], np.stack([p[1] for p in prev]))[0]
-                j = int(np.argmax(ov))
-                if ov[j] >= iou:
-                    key = prev[j][0]
+            if not key:
+                recent = [(kk, v[-1][1]) for kk, v in tracks.items() if kk not in taken
+                          and kk.startswith('new:') and k - v[-1][0] <= 1 + max_gap]
+                if recent:
+                    ov = box_iou(arr[None], np.stack([r[1] for r in recent]))[0]
+                    j = int(np.argmax(ov))
+                    if ov[j] >= iou:
+                        key = recent[j][0]
             if not key:
                 fresh += 1
                 key = f'new:{fresh}'
+            taken.add(key)
             tracks.setdefault(key, []).append((k, arr))
-            current.append((key, arr))
-        prev = current
     return tracks, counts
 
 
 def load_bag_tracks(paths: list[str | Path], size: int, pad: float, min_box: float,
-                    stride: int = 1, min_motion: float = 0.01) -> tuple[dict, dict]:
+                    stride: int = 1, min_motion: float = 0.01,
+                    max_gap: int = 2) -> tuple[dict, dict]:
     """Crops and tracks of every bag (the format of :func:`load_tracks`; ``track_video`` is
     the bag's index, ``track_object`` the track's number in its bag) and a report per bag.
     SystemExit naming the topic when a bag has no images, no camera_info or no
@@ -194,14 +200,15 @@ def load_bag_tracks(paths: list[str | Path], size: int, pad: float, min_box: flo
         if all(f.detections is None for f in frames):
             raise SystemExit(f'{path}: no {bagio.DETECTIONS_TOPIC} '
                              "(vision_msgs/Detection2DArray) with the images' stamps")
-        boxes, counts = bag_track_boxes(frames, min_box)
+        boxes, counts = bag_track_boxes(frames, min_box, max_gap=max_gap)
         rep = {'bag': str(path), **counts, 'stride': stride, 'tracks': 0, 'track_frames': 0,
-               'static_tracks': 0, 'motion': []}
+               'static_tracks': 0, 'bridged_frames': 0, 'motion': []}
         for ki, items in enumerate(tqdm(boxes.values(), desc=f'cropping {Path(path).name}',
                                         leave=False)):
             runs, run = [], [items[0]]
             for a, b in zip(items, items[1:]):
-                if b[0] == a[0] + 1:
+                if b[0] - a[0] <= 1 + max_gap:
+                    rep['bridged_frames'] += b[0] - a[0] - 1
                     run.append(b)
                 else:
                     runs.append(run)

@@ -220,12 +220,13 @@ def train_video(args: argparse.Namespace) -> Path:
         raise SystemExit('give either --videos (a rendered video set) or --bag (rosbags)')
     if args.bag:
         data, bag_report = load_bag_tracks(args.bag, *common, args.frame_stride,
-                                           args.min_motion)
+                                           args.min_motion, args.max_gap)
         train, val = split_tracks(data, args.val_fraction)
         for rep in bag_report['bags']:
             tqdm.write(f'{rep["bag"]}: {rep["frames"]} frames (stride {rep["stride"]}), '
                        f'{rep["detections"]} detections, {rep["tracks"]} tracks of '
-                       f'{rep["track_frames"]} frames, {rep["static_tracks"]} static, '
+                       f'{rep["track_frames"]} frames ({rep["bridged_frames"]} missed frames '
+                       f'bridged), {rep["static_tracks"]} static, '
                        f'{rep["small_boxes"]} boxes under --min-box')
     else:
         from training.synth.dataset import ShardDataset
@@ -322,6 +323,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                          'several); tracks follow the detection ids (training.video_data)')
     sp.add_argument('--frame-stride', type=int, default=1,
                     help='--bag: keep every N-th image')
+    sp.add_argument('--max-gap', type=int, default=2,
+                    help='--bag: missed detections up to this many frames in a row are '
+                         'bridged (longer gaps end the track)')
     sp.add_argument('--min-motion', type=float, default=0.01,
                     help='--bag: tracks whose box moves less than this fraction of its size '
                          'per frame count as static (reported; all static: a warning)')
