@@ -37,7 +37,8 @@ def rows(runs: list[tuple[str, Path]]) -> list[dict]:
 
 def markdown(table: list[dict], command: str) -> str:
     lines = ['# Keypoint discovery (seed 003): relative pose on held-out meshes', '',
-             'Made by (see docs/discover.md):', '', *[f'    {c}' for c in command.split(';')],
+             'Made by (see docs/discover.md):', '',
+             *[f'    {c.strip()}' for c in command.split(';')],
              '', '| method | steps | pairs | mean (deg) | median (deg) | < 5 deg | < 15 deg | '
              '< 30 deg | 3D-SE | bases | mirror pairs |',
              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
