@@ -25,6 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from perception_3dinn.symmetry import (
+    Element,
+    group_elements,
+    RotationalSymmetry,
+    symmetries_from_list,
+)
+
 CATEGORY_DIR = Path(__file__).resolve().parent / 'categories'
 FORMAT_VERSION = 1
 
@@ -52,6 +59,8 @@ class Category:
         dimensions_m: (3,) nominal metric extent (x, y, z) of the object's meshes.
         explained_variance: (K,) fraction of the keypoint variance each deformation explains.
         metadata: free-form provenance (generator version, seed, instance count, ...).
+        rotational_symmetries: declared turns about z under which instances may look the
+            same (:mod:`perception_3dinn.symmetry`); whether one holds is per instance.
     """
 
     name: str
@@ -64,6 +73,7 @@ class Category:
     dimensions_m: np.ndarray
     explained_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
     metadata: dict = field(default_factory=dict)
+    rotational_symmetries: tuple[RotationalSymmetry, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.keypoint_names)
@@ -96,6 +106,9 @@ class Category:
             raise ValueError(f'{self.name}: size_prior_m must be positive')
         if not np.all(np.isfinite(self.bases)):
             raise ValueError(f'{self.name}: bases contain NaN or inf')
+        set_('rotational_symmetries', tuple(self.rotational_symmetries))
+        for sym in self.rotational_symmetries:
+            sym.check(n, self.name)
 
     @property
     def num_keypoints(self) -> int:
@@ -111,6 +124,11 @@ class Category:
     def mean_shape(self) -> np.ndarray:
         """(N, 3) mean skeleton in normalised units."""
         return self.bases[0]
+
+    @functools.cached_property
+    def symmetry_elements(self) -> list[Element]:
+        """Identity and every turn of the declared symmetries (one per angle)."""
+        return group_elements(self.rotational_symmetries, self.num_keypoints)
 
     @property
     def flip_permutation(self) -> np.ndarray:
@@ -169,6 +187,7 @@ class Category:
             'dimensions_m': [round(float(v), 6) for v in self.dimensions_m],
             'alpha_std': [float(v) for v in self.alpha_std],
             'explained_variance': [float(v) for v in self.explained_variance],
+            'rotational_symmetries': [s.to_dict() for s in self.rotational_symmetries],
             'bases': [[[round(float(v), 8) for v in p] for p in b] for b in self.bases],
             'metadata': self.metadata,
         }
@@ -180,6 +199,7 @@ def category_from_dict(data: dict) -> Category:
     if version > FORMAT_VERSION:
         raise ValueError(f'category file format {version} is newer than supported '
                          f'({FORMAT_VERSION})')
+    n = len(data['keypoint_names'])
     return Category(
         name=data['name'],
         keypoint_names=tuple(data['keypoint_names']),
@@ -191,6 +211,8 @@ def category_from_dict(data: dict) -> Category:
         dimensions_m=np.asarray(data['dimensions_m'], dtype=np.float64),
         explained_variance=np.asarray(data.get('explained_variance', []), dtype=np.float64),
         metadata=dict(data.get('metadata', {})),
+        rotational_symmetries=symmetries_from_list(data.get('rotational_symmetries'), n,
+                                                   str(data['name'])),
     )
 
 

@@ -12,6 +12,11 @@ overlap with `scipy.optimize.linear_sum_assignment`), and per track keeps
 - the translation with the same alpha-beta filter in R^3, which has no lag on constant
   velocity motion (the low-lag filter of DESIGN.md step 6).
 
+An observation of a rotationally symmetric instance (a square table) carries the turns
+about z under which it looks the same (`Observation.equivalents`); the tracker turns each
+measurement to the equivalent rotation nearest its prediction, so the frame does not jump
+between equivalent poses (:mod:`perception_3dinn.symmetry`).
+
 A measurement far from the prediction (a symmetric flip, a PnP outlier) is ignored and the
 prediction kept, unless `outlier_frames` such measurements come in a row (the object really
 moved, or a new object sits under an old box): then the track re-initialises on the latest.
@@ -22,6 +27,7 @@ Plain numpy/scipy: no torch, no ROS.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 import itertools
 
@@ -100,6 +106,7 @@ class Observation:
         detection_id: the detector's track id, or None.
         log_scale: log of the object's metric scale measured in this frame (e.g. from the
             floor), or None; the track keeps the median over the structure window.
+        equivalents: `(G, 3, 3)` turns S (object frame) with the same image, `R S`, or None.
     """
 
     box: np.ndarray
@@ -109,6 +116,7 @@ class Observation:
     category: str = ''
     detection_id: str | None = None
     log_scale: float | None = None
+    equivalents: np.ndarray | None = None
 
 
 @dataclass
@@ -295,6 +303,9 @@ class Tracker:
         rot_pred = _exp(track.omega * dt_pred) @ track.rot
         t_pred = track.t + track.v * dt_pred
         rot_meas = _project_so3(obs.R)
+        if obs.equivalents is not None and len(obs.equivalents) > 1:
+            turned = rot_meas @ np.asarray(obs.equivalents, np.float64)
+            rot_meas = turned[int(np.argmax(np.einsum('gij,ij->g', turned, rot_pred)))]
         t_meas = np.asarray(obs.t, dtype=np.float64)
         r_innov = _log(rot_meas @ rot_pred.T)
         t_innov = t_meas - t_pred
@@ -326,6 +337,20 @@ class Tracker:
         if obs.detection_id is not None:
             track.detection_id = obs.detection_id
         return bool(reinit), bool(outlier)
+
+    def share_ids(self, ids: Iterator[int]) -> None:
+        """Draw new track ids from ``ids``: one counter shared by the trackers of several
+        categories keeps track ids (and message ids) unique across them."""
+        self._ids = ids
+
+    def drop(self, track_id: str) -> bool:
+        """Forget the track `track_id` (an observation that should not have made one, e.g. a
+        box another category's model explained better); True when there was such a track."""
+        for k, track in enumerate(self._tracks):
+            if track.track_id == track_id:
+                del self._tracks[k]
+                return True
+        return False
 
 
 # SO(3) exponential and logarithm maps (rotation vectors, world-frame increments) through
@@ -363,5 +388,9 @@ def _check_observation(i: int, obs: Observation) -> None:
             raise ValueError(f'Observation {i}: {name} has non-finite values')
     if np.asarray(obs.structure).ndim != 1:
         raise ValueError(f'Observation {i}: structure must have shape (K,)')
+    eq = obs.equivalents
+    if eq is not None and (np.asarray(eq).ndim != 3 or np.asarray(eq).shape[1:] != (3, 3)
+                           or not np.all(np.isfinite(eq))):
+        raise ValueError(f'Observation {i}: equivalents must be finite (G, 3, 3) or None')
     if obs.log_scale is not None and not np.isfinite(obs.log_scale):
         raise ValueError(f'Observation {i}: log_scale must be finite or None')

@@ -261,8 +261,15 @@ def test_yaml_defaults_match_the_declared_parameters() -> None:
         return out
 
     values = flat(params)
-    assert set(values) == set(SPECS)
+    # Empty-list defaults cannot be written in a ROS parameter file: named in its comments.
+    unset = {s.name for s in PARAMS if s.default == []}
+    assert set(values) == set(SPECS) - unset
+    text = (REPO / 'config' / 'chair_detector.yaml').read_text()
+    for name in unset:
+        assert name in text, name
     for spec in PARAMS:
+        if spec.name in unset:
+            continue
         assert spec.check(values[spec.name]) is None, spec.name
         if spec.name != 'autostart':  # the config starts the node; the code default does not
             assert values[spec.name] == spec.default, spec.name

@@ -137,3 +137,20 @@ def test_docs_parameter_table_matches_the_declarations() -> None:
         else:
             assert allowed == '', p.name
         assert description == p.description, p.name
+
+
+def test_furniture_launch_serves_every_installed_category() -> None:
+    path = REPO / 'launch' / 'furniture_detector.launch.py'
+    tree = ast.parse(path.read_text())
+    assert 'Usage' in ast.get_docstring(tree)
+    include = _calls(tree, 'IncludeLaunchDescription')
+    assert len(include) == 1
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+               and isinstance(n.value, str)}
+    assert 'chair_detector.launch.py' in strings and LAUNCH.is_file()
+    setp = _calls(tree, 'SetParameter')
+    assert [(_kw(c, 'name').value, [e.value for e in _kw(c, 'value').elts]) for c in setp] == [
+        ('categories', ['all'])]
+    from perception_3dinn.ros.params import SPECS
+
+    assert 'categories' in SPECS and SPECS['categories'].default == []

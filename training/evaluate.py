@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perception_3dinn import metrics
+from perception_3dinn import metrics, symmetry
 from perception_3dinn.codec import HeatmapCodec
 from perception_3dinn.models import INN3D, load_checkpoint
 from perception_3dinn.skeleton import Category, load_category
@@ -107,10 +107,19 @@ def to_real_camera(R_crop: np.ndarray, t_crop: np.ndarray, focal_crop: np.ndarra
 def pose_metrics(name: str, category: Category, alpha: np.ndarray, R: np.ndarray,
                  t_m: np.ndarray, data: dict, gt_structure: np.ndarray,
                  ok: np.ndarray | None = None) -> dict:
-    """3D metrics of one method."""
+    """3D metrics of one method, modulo the instance's rotational symmetries (the closest
+    equivalent ground truth, :mod:`perception_3dinn.symmetry`)."""
+    R_gt = data['R'].astype(np.float64)
+    elements = category.symmetry_elements
+    if len(elements) > 1:
+        masks = symmetry.instance_masks(gt_structure, elements)
+        geo, idx = symmetry.rotation_error_modulo(R, R_gt, elements, masks)
+        R_gt = R_gt @ np.stack([e.S for e in elements])[idx]
+        gt_structure = symmetry.relabel(gt_structure, elements, idx)
+    else:
+        geo = metrics.geodesic_error(R, R_gt)
     rmse = metrics.structure_rmse(category.structure(alpha), gt_structure)
-    az = metrics.azimuth_error(R, data['R'])
-    geo = metrics.geodesic_error(R, data['R'])
+    az = metrics.azimuth_error(R, R_gt)
     te = metrics.translation_error(t_m, data['t'])
     rel = te / np.linalg.norm(data['t'].astype(np.float64), axis=-1)
     res = {
@@ -176,6 +185,12 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
     box = data['box'].astype(np.float64)
     box_size = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
     vis, inimg = data['visible'].astype(bool), data['in_image'].astype(bool)
+    gt_struct = object_frame_keypoints(data)
+    elements = category.symmetry_elements
+    if len(elements) > 1:  # keypoints modulo the instance's symmetries
+        idx = symmetry.best_keypoint_element(kp_img, gt2d, vis, elements,
+                                             symmetry.instance_masks(gt_struct, elements))
+        gt2d, vis, inimg = (symmetry.relabel(v, elements, idx) for v in (gt2d, vis, inimg))
     res2d = {
         'pck05': metrics.pck(kp_img, gt2d, box_size, 0.05, vis),
         'pck10': metrics.pck(kp_img, gt2d, box_size, 0.1, vis),
@@ -185,7 +200,6 @@ def evaluate_data(checkpoint: str | Path, data: dict, out: str | Path, name: str
         'pcp': metrics.pcp(kp_img, gt2d, category.edges, vis),
         'ae': metrics.average_error(kp_img, gt2d, box_size, vis),
     }
-    gt_struct = object_frame_keypoints(data)
     K = data['K'].astype(np.float64)
     R_inn, t_inn = to_real_camera(net['rotation'], net['translation'], net['focal'],
                                   net['crops'], K, category.size_prior_m,

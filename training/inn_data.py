@@ -9,14 +9,17 @@ category's symmetric pairs) and colour jitter.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from perception_3dinn.codec import HeatmapCodec
 from perception_3dinn.crops import Crop
-from perception_3dinn.skeleton import Category
+from perception_3dinn.skeleton import Category, load_category
 
 
 @dataclass(frozen=True)
@@ -190,3 +193,16 @@ class CropSampler:
                 'keypoints': kp, 'visible': np.stack([c['visible'] for c in crops]),
                 'labelled': lab, 'box_size': np.array([c['box_size'] for c in crops]),
                 'images': images, 'crops': [c['crop'] for c in crops]}
+
+
+def data_category(args: argparse.Namespace) -> Category:
+    """The category of a stage with ``--data``: ``--category`` when given, else the one the
+    data set was rendered for (its manifest), else chair; a mismatch is an error."""
+    data = getattr(args, 'data', None)
+    manifest = Path(data) / 'manifest.json' if data else None
+    rendered = (json.loads(manifest.read_text()).get('category')
+                if manifest is not None and manifest.is_file() else None)
+    if args.category and rendered and load_category(args.category).name != rendered:
+        raise SystemExit(f'--category {args.category} but {args.data} was rendered for '
+                         f'{rendered!r}')
+    return load_category(args.category or rendered or 'chair')

@@ -47,8 +47,7 @@ from perception_3dinn.models.style_encoder import (
     ShapeModelConfig,
     StyleEncoderConfig,
 )
-from perception_3dinn.skeleton import load_category
-from training.inn_data import AugmentConfig, CropSampler
+from training.inn_data import AugmentConfig, CropSampler, data_category
 from training.train import load_images, pick_device, Run, step_bar, stopped_early
 from training.voxel_stage import average_precision, THRESHOLDS, voxel_iou
 
@@ -58,7 +57,7 @@ DEFAULT_INN = Path(__file__).resolve().parent.parent / 'perception_3dinn' / 'dat
 
 def inn_path(args: argparse.Namespace) -> Path:
     """``--inn`` or the installed default model of the category."""
-    return Path(args.inn or str(DEFAULT_INN).format(category=args.category))
+    return Path(args.inn or str(DEFAULT_INN).format(category=args.category or 'chair'))
 
 
 @torch.no_grad()
@@ -94,7 +93,7 @@ def train_shape(args: argparse.Namespace) -> Path:
     """Train the style encoder; returns the path of ``model.pt`` (or ``last.pt`` when
     ``--stop-after`` ended the run early)."""
     t_start = time.time()
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'shape')
     ae, vpayload = load_voxel_checkpoint(args.voxels)
     inn, _ = load_checkpoint(inn_path(args))

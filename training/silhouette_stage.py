@@ -59,8 +59,7 @@ from perception_3dinn.models.voxel_projection import (
     project_silhouette,
     VoxelProjectionConfig,
 )
-from perception_3dinn.skeleton import load_category
-from training.inn_data import AugmentConfig, CropSampler
+from training.inn_data import AugmentConfig, CropSampler, data_category
 from training.shape_stage import inn_path
 from training.train import pick_device, Run, step_bar, stopped_early
 from training.voxel_stage import voxel_iou
@@ -186,7 +185,7 @@ def set_modes(inn, shape, bn_train: bool) -> None:
 def train_silhouette(args: argparse.Namespace) -> Path:
     """Fine-tune from masks; returns the path of ``model.pt`` (``last.pt`` when stopped)."""
     t_start = time.time()
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'silhouette')
     inn, _ = load_checkpoint(inn_path(args))
     shape, spayload = load_shape_checkpoint(args.shape)

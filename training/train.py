@@ -58,7 +58,7 @@ from perception_3dinn.models import (
     save_checkpoint,
 )
 from perception_3dinn.skeleton import Category, load_category
-from training.inn_data import AugmentConfig, CropSampler
+from training.inn_data import AugmentConfig, CropSampler, data_category
 from training.losses import (
     cosine_lr,
     heatmap_loss,
@@ -265,7 +265,7 @@ def evaluate_interpreter(model: INN3D, category: Category, val: dict) -> dict:
 
 def train_interpreter(args: argparse.Namespace) -> Path:
     """Stage 2: the interpreter on heatmaps from :class:`HeatmapSampler`."""
-    category = load_category(args.category)
+    category = load_category(args.category or 'chair')
     run = Run(args.out, 'interpreter')
     sconf = SamplerConfig(input_size=args.input_size)
     widths_given = {k: v for k, v in (('hidden', args.hidden),
@@ -408,7 +408,7 @@ def evaluate_keypoints(model: INN3D, crops: CropSampler, val: dict, batch: int =
 
 def train_keypoints(args: argparse.Namespace) -> Path:
     """Stage 1: keypoint heatmaps on rendered, augmented crops."""
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'keypoints')
     if args.init:
         model, _ = load_checkpoint(args.init)
@@ -527,7 +527,7 @@ def finetune(args: argparse.Namespace) -> Path:
 def finetune_start(args: argparse.Namespace) -> tuple:
     """Start of stage 3: (category, run folder, the two stages merged on the device, device,
     crop sampler)."""
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'finetune')
     model = merge_stages(args.keypoints, args.interpreter)
     device = pick_device(args.device)
@@ -652,7 +652,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='stage', required=True)
 
     def common(sp: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
-        sp.add_argument('--category', default='chair', help='category name or JSON path')
+        sp.add_argument('--category', default=None,
+                        help='category name or JSON path (default: that of --data, else chair)')
         sp.add_argument('--out', required=True, help='run folder (checkpoints, logs, plots)')
         sp.add_argument('--steps', type=int, default=steps, help='optimiser steps')
         sp.add_argument('--batch', type=int, default=batch, help='batch size')

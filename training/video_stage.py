@@ -72,8 +72,8 @@ from perception_3dinn.models import (
     read_checkpoint,
     save_checkpoint,
 )
-from perception_3dinn.skeleton import Category, load_category
-from training.inn_data import CropSampler
+from perception_3dinn.skeleton import Category
+from training.inn_data import CropSampler, data_category
 from training.losses import cosine_lr, heatmap_loss
 from training.train import finish, load_images, pick_device, resume, Run, sample_rows
 from training.video_data import (  # noqa: F401 (track_runs, usable_frames: public API)
@@ -202,7 +202,7 @@ def train_video(args: argparse.Namespace) -> Path:
     if spl < 1:
         raise SystemExit('--steps-per-length must be at least 1')
     args.steps = spl * len(lengths)
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'video')
     init = Path(args.init)
     model, _ = load_checkpoint(init / 'model.pt' if init.is_dir() else init)

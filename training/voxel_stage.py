@@ -50,8 +50,9 @@ from perception_3dinn.models import (
 )
 from perception_3dinn.models.checkpoint import read_voxel_checkpoint
 from perception_3dinn.models.voxel_decoder import parameter_bytes
-from perception_3dinn.skeleton import Category, load_category
+from perception_3dinn.skeleton import Category
 from perception_3dinn.voxels import grid_for_dimensions
+from training.inn_data import data_category
 from training.synth import render
 from training.synth.procedural import generate, keypoint_diagonal
 from training.train import pick_device, Run, step_bar, stopped_early
@@ -201,7 +202,7 @@ def train_voxels(args: argparse.Namespace) -> Path:
     """Train the shape-space auto-encoder; returns the path of ``model.pt`` (or ``last.pt``
     when ``--stop-after`` ended the run early)."""
     t_start = time.time()
-    category = load_category(args.category)
+    category = data_category(args)
     run = Run(args.out, 'voxels')
     cfg = VoxelDecoderConfig(num_bases=category.num_bases,
                              alpha_std=tuple(float(v) for v in category.alpha_std),

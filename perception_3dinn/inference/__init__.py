@@ -22,14 +22,15 @@ from perception_3dinn.inference.manifest import (
     ManifestError,
     ModelManifest,
 )
+from perception_3dinn.inference.multi import ClassMap, MultiPipeline
 from perception_3dinn.inference.pipeline import Pipeline, prepare_boxes
 from perception_3dinn.inference.pose import FloorPlane
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
 from perception_3dinn.tracking import TrackerConfig
 
 __all__ = [
-    'BACKENDS', 'Box2D', 'Engine', 'EngineCacheError', 'EngineKey', 'FloorPlane', 'FrameResult',
-    'ManifestError', 'ModelManifest', 'ObjectEstimate', 'OnnxRuntimeEngine', 'Pipeline',
-    'PipelineConfig', 'TrackerConfig', 'create_engine', 'default_model_dir', 'load_manifest',
-    'prepare_boxes',
+    'BACKENDS', 'Box2D', 'ClassMap', 'Engine', 'EngineCacheError', 'EngineKey', 'FloorPlane',
+    'FrameResult', 'ManifestError', 'ModelManifest', 'MultiPipeline', 'ObjectEstimate',
+    'OnnxRuntimeEngine', 'Pipeline', 'PipelineConfig', 'TrackerConfig', 'create_engine',
+    'default_model_dir', 'load_manifest', 'prepare_boxes',
 ]

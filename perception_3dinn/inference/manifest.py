@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+# A category file beside manifest.json: the model folder carries its own category (one that
+# perception_3dinn/categories does not ship); it takes precedence over the shipped file.
+CATEGORY_FILE = 'category.json'
 OUTPUT_NAMES = ('heatmaps', 'structure', 'rotation', 'translation', 'focal')
 SHAPE_INPUTS = ('image', 'structure')
 SHAPE_OUTPUT = 'occupancy'
@@ -314,6 +317,15 @@ def load_manifest(path: str | Path, verify: bool = True) -> ModelManifest:
     if verify:
         manifest.verify_onnx()
     return manifest
+
+
+def category_source(manifest: ModelManifest) -> str | Path:
+    """What `skeleton.load_category` reads for this model: the model folder's own
+    `category.json` (CATEGORY_FILE) when there is one, else the shipped category named by the
+    manifest's ``category``. The file's ``name`` must be that ``category`` (checked where the
+    category is loaded, `Pipeline.from_manifest`)."""
+    local = manifest.path.parent / CATEGORY_FILE
+    return local if local.is_file() else manifest.category
 
 
 def default_model_dir(category: str = 'chair') -> Path:

@@ -29,6 +29,7 @@ from perception_3dinn.crops import Crop, crop_image
 from perception_3dinn.inference.engines import create_engine, Engine
 from perception_3dinn.inference.learned_shape import fill_voxels, make_voxelizer
 from perception_3dinn.inference.manifest import (
+    category_source,
     default_model_dir,
     load_manifest,
     ManifestError,
@@ -48,6 +49,7 @@ from perception_3dinn.inference.shape import StructureVoxelizer
 from perception_3dinn.inference.types import Box2D, FrameResult, ObjectEstimate, PipelineConfig
 from perception_3dinn.inference.uncertainty import pose_covariance
 from perception_3dinn.skeleton import Category, load_category
+from perception_3dinn.symmetry import equivalent_turns
 from perception_3dinn.tracking import Observation, Tracker
 
 # Skip reasons of `prepare_boxes` that are configured filtering (class, score threshold, size,
@@ -191,7 +193,9 @@ class Pipeline:
                       checkpoint: str | Path | None = None,
                       precision: str = 'fp16') -> Pipeline:
         """Load the model of `path` (manifest.json or its directory; None: the chair model
-        shipped with the package) on `backend` ('onnxruntime', 'tensorrt' or 'torch').
+        shipped with the package) on `backend` ('onnxruntime', 'tensorrt' or 'torch'). The
+        category is the model folder's own category.json when it has one, else the shipped
+        file of the manifest's category (`manifest.category_source`).
 
         Raises:
             ManifestError: missing/invalid manifest or a model file that does not match it.
@@ -200,7 +204,11 @@ class Pipeline:
         config = config or PipelineConfig()
         config.validate()
         manifest = load_manifest(path if path is not None else default_model_dir('chair'))
-        category = load_category(manifest.category)
+        source = category_source(manifest)
+        category = load_category(source)
+        if category.name != manifest.category:
+            raise ManifestError(f'{source}: category {category.name!r}, but the model manifest '
+                                f'{manifest.path} is for {manifest.category!r}')
         engine = create_engine(manifest, backend=backend, num_threads=config.num_threads,
                                device=config.device,
                                engine_cache_dir=config.engine_cache_dir or None,
@@ -357,7 +365,10 @@ class Pipeline:
         # t / s, and the result is scaled by the size of the track's median structure.
         observations = [Observation(box=box.as_array(), R=pose.R, t=pose.t / scale,
                                     structure=alpha, category=self.category.name,
-                                    detection_id=box.detection_id, log_scale=log_scale)
+                                    detection_id=box.detection_id, log_scale=log_scale,
+                                    equivalents=equivalent_turns(
+                                        self.category.structure(alpha),
+                                        self.category.symmetry_elements))
                         for _, box, alpha, _, _, _, pose, _, scale, log_scale, _ in candidates]
         tracks = self.tracker.update(stamp_s, observations)
         timings['tracking'] = _ms(t0)

@@ -201,6 +201,9 @@ class ObjectEstimate:
             camera optical frame, metres and radians (`inference.uncertainty`).
         crop: `(3, S, S)` normalised network input of the object (what learned voxels are
             made from), or None.
+        candidates: the categories whose models ran on this box when its detector class maps
+            to several (`inference.multi.MultiPipeline`; the best fit, `category`, was kept);
+            empty otherwise.
     """
 
     track_id: str
@@ -222,6 +225,7 @@ class ObjectEstimate:
     scale_m: float = float('nan')
     covariance: np.ndarray | None = None
     crop: np.ndarray | None = field(default=None, repr=False)
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass

@@ -7,6 +7,7 @@ SkeletonInfo); the inputs are checked and converted in `perception_3dinn.ros.inp
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 import math
 from typing import Any
 
@@ -193,7 +194,7 @@ def transform_msg(header: Header, child_frame_id: str, R: np.ndarray,
 
 
 def store_tf_message(buffer: Any, msg: TFMessage, static: bool,
-                     skip_prefix: str = '') -> tuple[int, list[str]]:
+                     skip_prefix: str | tuple[str, ...] = '') -> tuple[int, list[str]]:
     """Put the transforms of a /tf or /tf_static message into a `TransformBuffer`.
 
     Args:
@@ -234,13 +235,24 @@ def skeleton_info_msg(category: Category, header: Header) -> SkeletonInfo:
     return msg
 
 
-def frame_messages(result: FrameResult, header: Header, category: Category, prefix: str,
+def category_of(obj: ObjectEstimate, categories: Category | Mapping[str, Category]) -> Category:
+    """The object's category among ``categories`` (a single Category serves every object)."""
+    if isinstance(categories, Category):
+        return categories
+    found = categories.get(obj.category)
+    return found if found is not None else next(iter(categories.values()))
+
+
+def frame_messages(result: FrameResult, header: Header,
+                   category: Category | Mapping[str, Category], prefix: str,
                    ids: TrackIds, min_score: float = 0.0,
                    wanted: frozenset[str] = frozenset({'objects', 'voxels', 'detections3d',
                                                        'tf'})) -> dict[str, Any]:
     """All per-frame output messages of one FrameResult.
 
     Args:
+        category: the category, or every served category by name (each object's own is
+            used: its 3D box size, its TF frame name).
         wanted: which messages to build (the others come back empty).
 
     Returns:
@@ -252,13 +264,14 @@ def frame_messages(result: FrameResult, header: Header, category: Category, pref
     for obj in result.objects:
         if not obj.score >= min_score:
             continue
+        cat = category_of(obj, category)
         tid = ids.get(obj)
-        child = child_frame(prefix, obj.category or category.name, tid)
+        child = child_frame(prefix, obj.category or cat.name, tid)
         kept.append((tid, child, obj))
         if 'objects' in wanted:
             structures.append(object_msg(obj, header, tid, child))
         if 'detections3d' in wanted:
-            dets.append(detection3d_msg(obj, header, tid, category))
+            dets.append(detection3d_msg(obj, header, tid, cat))
         if 'tf' in wanted:
             tfs.append(transform_msg(header, child, obj.R, obj.t))
         if obj.voxels is not None and 'voxels' in wanted:

@@ -1,12 +1,15 @@
 """RViz markers of the detected objects: skeleton lines, keypoint spheres, labels, voxels.
 
 Marker ids are the objects' track ids, so a track keeps its markers from frame to frame;
-markers have a lifetime, so those of a lost track disappear on their own.
+markers have a lifetime, so those of a lost track disappear on their own. Skeleton lines
+are coloured per category (:func:`category_colour`), so a chair and its table differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+import zlib
 
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Vector3
@@ -15,13 +18,25 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from perception_3dinn.inference.types import ObjectEstimate
-from perception_3dinn.ros.convert import pose_msg
+from perception_3dinn.ros.convert import category_of, pose_msg
 from perception_3dinn.skeleton import Category
 
 NAMESPACES = ('skeleton', 'keypoints', 'labels', 'voxels')
 # Colour map of the voxel cubes over occupancy threshold..255 (purple, teal, yellow: viridis'
 # ends and middle), alpha rising with the probability.
 VOXEL_COLOURS = np.array([[0.27, 0.00, 0.33], [0.13, 0.57, 0.55], [0.99, 0.91, 0.14]])
+# Skeleton colours: the five furniture categories fixed, any other by a hash of its name.
+CATEGORY_COLOURS = {'chair': (0.1, 0.6, 1.0), 'table': (1.0, 0.55, 0.1),
+                    'sofa': (0.85, 0.25, 0.85), 'bed': (0.2, 0.85, 0.45),
+                    'swivel_chair': (0.95, 0.9, 0.2)}
+_PALETTE = ((0.55, 0.35, 1.0), (0.0, 0.8, 0.8), (1.0, 0.4, 0.4), (0.6, 0.8, 0.2),
+            (0.9, 0.6, 0.75), (0.5, 0.5, 0.5))
+
+
+def category_colour(name: str) -> ColorRGBA:
+    """The skeleton colour of a category (stable across runs and machines)."""
+    rgb = CATEGORY_COLOURS.get(name) or _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+    return ColorRGBA(r=rgb[0], g=rgb[1], b=rgb[2], a=1.0)
 
 
 def confidence_color(confidence: float) -> ColorRGBA:
@@ -79,7 +94,7 @@ def object_markers(obj: ObjectEstimate, track_id: int, header: Header, category:
 
     lines = _marker(header, 'skeleton', track_id, Marker.LINE_LIST, life)
     lines.scale.x = 0.01
-    lines.color = ColorRGBA(r=0.1, g=0.6, b=1.0, a=1.0)
+    lines.color = category_colour(obj.category or category.name)
     for a, b in category.edges:
         lines.points.append(Point(x=float(pts[a, 0]), y=float(pts[a, 1]), z=float(pts[a, 2])))
         lines.points.append(Point(x=float(pts[b, 0]), y=float(pts[b, 1]), z=float(pts[b, 2])))
@@ -130,12 +145,15 @@ def voxel_marker(grid: Any, header: Header, track_id: int, R: np.ndarray, t: np.
 
 
 def frame_markers(kept: list[tuple[int, str, ObjectEstimate]], header: Header,
-                  category: Category, lifetime_s: float, voxel_threshold: int | None,
+                  category: Category | Mapping[str, Category], lifetime_s: float,
+                  voxel_threshold: int | None,
                   voxel_lifetime_s: float | None = None) -> MarkerArray:
-    """MarkerArray of all published objects of a frame (`kept` from frame_messages)."""
+    """MarkerArray of all published objects of a frame (`kept` from frame_messages); each
+    object drawn with its own category's skeleton (``category``: one, or all by name)."""
     out = MarkerArray()
     for tid, _, obj in kept:
-        out.markers.extend(object_markers(obj, tid, header, category, lifetime_s,
+        out.markers.extend(object_markers(obj, tid, header, category_of(obj, category),
+                                          lifetime_s,
                                           voxel_threshold, voxel_lifetime_s))
     return out
 

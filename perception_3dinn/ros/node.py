@@ -37,11 +37,11 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from perception_3dinn.ros import convert, diagnostics, inputs, markers
+from perception_3dinn.ros import convert, diagnostics, inputs, markers, node_categories
 from perception_3dinn.ros.memory import keep_large_buffers, peak_rss_mb, rss_mb
 from perception_3dinn.ros.node_frames import NodeFrames
 from perception_3dinn.ros.node_inputs import (
-    LATCHED_QOS,
+    latched_qos,
     NodeInputs,
     qos_profile,
     TF_QOS,
@@ -63,7 +63,10 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self.settings: NodeSettings | None = None
-        self.category: Category | None = None
+        self.category: Category | None = None  # the first served category
+        self.categories: dict[str, Category] = {}
+        self._models: dict[str, Any] = {}  # category -> manifest path
+        self._class_map: Any = None  # ClassMap with several categories, else None
         self.stats = diagnostics.NodeStats()
         self._pipe: Any = None
         self._floor: Any = None  # FloorPlane from pose.floor_plane, or None
@@ -96,28 +99,38 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings = read_settings(self)
         try:
-            self.category = load_category(settings['category'])
+            if settings['categories']:  # several categories, one model each
+                self._models = node_categories.served_models(settings)
+                self.categories = node_categories.load_served(self._models)
+                self._class_map = node_categories.class_map(settings, list(self.categories))
+                self.category = next(iter(self.categories.values()))
+            else:
+                self.category = load_category(settings['category'])
+                self.categories = {self.category.name: self.category}
+                self._models = {self.category.name: settings.manifest_path()}
+                self._class_map = None
             config = settings.pipeline_config()
             self._floor = settings.floor_plane()
-            _check_output_frames(settings, self.category.name)
+            for name in self.categories:
+                _check_output_frames(settings, name)
         except (FileNotFoundError, ValueError) as err:
             self.get_logger().error(f'configure failed: {err}')
             return TransitionCallbackReturn.FAILURE
-        manifest = settings.manifest_path()
-        if not manifest.is_file():
-            self.get_logger().error(
-                f'configure failed: model manifest {manifest} does not exist; set '
-                'model.manifest to a manifest.json written by training.export')
-            return TransitionCallbackReturn.FAILURE
         from perception_3dinn.inference.learned_shape import shape_graph_problem
 
-        problem = shape_graph_problem(manifest, config.voxel_source
-                                      if config.compute_voxels else 'skeleton')
-        if problem is not None:
-            self.get_logger().error(
-                f'configure failed: {problem} (output.voxel_source {config.voxel_source}; '
-                "'skeleton' publishes skeleton voxels without the shape graph)")
-            return TransitionCallbackReturn.FAILURE
+        for manifest in self._models.values():
+            if not manifest.is_file():
+                self.get_logger().error(
+                    f'configure failed: model manifest {manifest} does not exist; set '
+                    'model.manifest to a manifest.json written by training.export')
+                return TransitionCallbackReturn.FAILURE
+            problem = shape_graph_problem(manifest, config.voxel_source
+                                          if config.compute_voxels else 'skeleton')
+            if problem is not None:
+                self.get_logger().error(
+                    f'configure failed: {problem} (output.voxel_source {config.voxel_source}; '
+                    "'skeleton' publishes skeleton voxels without the shape graph)")
+                return TransitionCallbackReturn.FAILURE
         self.settings = settings
         self._tf = TransformBuffer() if settings['pose.floor_frame'] else None
         if settings['input.keep_large_buffers'] and not keep_large_buffers():
@@ -132,7 +145,8 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
             'detections3d': make(Detection3DArray, '~/detections_3d', out_qos,
                                  event_callbacks=events),
             'tf': make(TFMessage, '/tf', TF_QOS, event_callbacks=events),
-            'skeleton': make(SkeletonInfo, '~/skeleton_info', LATCHED_QOS),
+            'skeleton': make(SkeletonInfo, '~/skeleton_info',
+                             latched_qos(len(self.categories))),
         }
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -151,31 +165,27 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
                 JumpThreshold(min_forward=None,
                               min_backward=Duration(nanoseconds=-int(threshold * 1e9))),
                 post_callback=self._on_clock_jump)
+        served = ', '.join(f'{n} ({m})' for n, m in self._models.items())
         self.get_logger().info(
-            f'configured: category {self.category.name}, model {manifest}, backend '
-            f'{settings["model.backend"]}')
+            f'configured: {"categories" if len(self._models) > 1 else "category"} {served}, '
+            f'backend {settings["model.backend"]}'
+            + (f', class map {self._class_map.entries()}' if self._class_map else ''))
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings = self.settings
         assert settings is not None
         try:
-            from perception_3dinn.inference import load_manifest, Pipeline
-
-            manifest = load_manifest(settings.manifest_path())
-            self._pipe = Pipeline.from_manifest(
-                settings.manifest_path(), backend=settings['model.backend'],
-                config=settings.pipeline_config(model_crop_pad=manifest.crop_pad))
+            self._pipe = node_categories.make_pipeline(settings, self._models, self._class_map)
         except Exception as err:  # noqa: BLE001 - any engine error must end as a message
-            self.get_logger().error(
-                f'activate failed: cannot load model {settings.manifest_path()} with backend '
-                f'{settings["model.backend"]}: {type(err).__name__}: {err}')
+            self.get_logger().error(f'activate failed: {type(err).__name__}: {err}')
             self._pipe = None
             return TransitionCallbackReturn.FAILURE
-        if self._pipe.category.name != settings['category']:
+        wanted = list(self.categories)
+        if list(getattr(self._pipe, 'categories', None) or [self._pipe.category.name]) != wanted:
             self.get_logger().error(
-                f'activate failed: model {settings.manifest_path()} is for category '
-                f'{self._pipe.category.name!r}, parameter category is {settings["category"]!r}')
+                f'activate failed: model {next(iter(self._models.values()))} is for category '
+                f'{self._pipe.category.name!r}, parameter category is {wanted[0]!r}')
             self._free_pipeline()
             return TransitionCallbackReturn.FAILURE
         if self._pipe.voxel_note:
@@ -192,8 +202,8 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
         result = super().on_activate(state)
         self._active = True
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id='')
-        assert self.category is not None
-        self._pubs['skeleton'].publish(convert.skeleton_info_msg(self.category, header))
+        for cat in self.categories.values():
+            self._pubs['skeleton'].publish(convert.skeleton_info_msg(cat, header))
         topics = ', '.join(s.topic_name for s in self._subs)
         self.get_logger().info(f'active: listening on {topics}')
         return result
@@ -322,7 +332,8 @@ class ChairDetector(NodeInputs, NodeFrames, LifecycleNode):
         values['cpu_dma_latency_us'] = (str(self._wakeup.microseconds)
                                         if self._wakeup is not None else 'not held')
         if self.settings is not None:
-            values['model'] = str(self.settings.manifest_path())
+            values['model'] = ', '.join(str(m) for m in self._models.values())
+            values['categories'] = ', '.join(self.categories)
         level = diagnostics.assess(values, self._active, loss)
         self._diag_pub.publish(diagnostics.diagnostic_array(
             self.get_clock().now().to_msg(), self.get_fully_qualified_name(),

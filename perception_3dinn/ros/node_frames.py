@@ -129,7 +129,8 @@ class NodeFrames:
                                                                                  float]:
         """Build and publish `outputs` of one frame: (kept objects, build s, publish s)."""
         t_build = time.perf_counter()
-        msgs = convert.frame_messages(result, header, category, settings['output.frame_prefix'],
+        msgs = convert.frame_messages(result, header, self.categories or category,
+                                      settings['output.frame_prefix'],
                                       self._track_ids, settings['filter.min_object_score'],
                                       outputs)
         t_publish = time.perf_counter()
@@ -172,4 +173,5 @@ class NodeFrames:
             lifetime = settings['output.marker_lifetime_s']
             voxel_life = lifetime + period if lifetime > 0 else 0.0
             pubs['markers'].publish(markers.frame_markers(
-                msgs['kept'], header, category, lifetime, threshold, voxel_life))
+                msgs['kept'], header, self.categories or category, lifetime, threshold,
+                voxel_life))

@@ -55,6 +55,13 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def latched_qos(depth: int = 1) -> QoSProfile:
+    """LATCHED_QOS keeping the last ``depth`` messages (one skeleton_info per category)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, depth),
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 class NodeInputs:
     """Subscriptions and input callbacks of the node (a mixin of ChairDetector)."""
 
@@ -158,7 +165,8 @@ class NodeInputs:
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
         assert self._tf is not None and self.settings is not None and self.category is not None
-        own = self.settings['output.frame_prefix'] + self.category.name + '_'
+        prefix = self.settings['output.frame_prefix']
+        own = tuple(prefix + name + '_' for name in self.categories)
         _, errors = convert.store_tf_message(self._tf, msg, static, skip_prefix=own)
         if errors:
             self.stats.count('bad.tf', len(errors))

@@ -22,6 +22,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -133,6 +134,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('model.engine_cache_dir', '',
               'TensorRT engine cache directory; empty: beside the ONNX file'),
     ParamSpec('category', 'chair', 'object category (perception_3dinn/categories/<name>.json)'),
+    ParamSpec('categories', [],
+              "categories served at once, each with its model; ['all']: every installed "
+              'model; empty: `category` alone'),
+    ParamSpec('model.manifests', [],
+              "'category:path' model of a served category (default: its packaged model); a "
+              'model folder with a category.json brings its category'),
+    ParamSpec('class_map', [],
+              "'label:cat1,cat2' detector class -> candidate categories, over the defaults "
+              '(COCO chair, couch, dining table, bed and every category name); with '
+              '`categories` set it replaces filter.class_ids'),
     # Inputs.
     ParamSpec('input.compressed', False,
               'subscribe to <image topic>/compressed (sensor_msgs/CompressedImage)'),
@@ -286,7 +297,9 @@ def declare_parameters(node: Node) -> None:
         ValueError: when a value given at start-up (params file, --ros-args) is refused.
     """
     for spec in PARAMS:
-        param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        # An empty list would be declared as a byte array: declare the type instead.
+        default = (Parameter.Type.STRING_ARRAY if spec.default == [] else spec.default)
+        param = node.declare_parameter(spec.name, default, spec.descriptor())
         value = param.value
         if isinstance(spec.default, list):
             value = list(value or [])
@@ -391,7 +404,10 @@ def read_settings(node: Node) -> NodeSettings:
     """Read every declared parameter of `node` into NodeSettings."""
     values = {}
     for spec in PARAMS:
-        value = node.get_parameter(spec.name).value
+        try:
+            value = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:  # an empty list default, declared by type
+            value = []
         if isinstance(spec.default, list):
             value = list(value or [])
         elif isinstance(spec.default, float):

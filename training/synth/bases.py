@@ -7,11 +7,19 @@ principal directions (right singular vectors of the centred (M, N * 3) data matr
 numpy's SVD), unit-norm, with a deterministic sign (largest component positive).
 ``alpha_std`` is the standard deviation of the instances' projections on each direction and
 ``explained_variance`` the fraction of the total keypoint variance each one explains.
+Families that are not left/right symmetric one by one (a sofa's chaise on one side) are
+learned with every instance's mirror image added, so the bases stay mirror-symmetric, as
+the flip augmentation needs. The generator's ``ROTATIONAL_ORDERS`` are searched on the
+instances (:mod:`training.synth.symmetry_search`) and written as the category's
+``rotational_symmetries``, with the fraction of instances that have each in the metadata.
 
-Regenerate the shipped files with::
+Regenerate the shipped files with (the chair's file is what the shipped chair model was
+trained with: regenerating it means retraining)::
 
-    python -m training.synth.bases --category chair
     python -m training.synth.bases --category table
+    python -m training.synth.bases --category swivel_chair
+    python -m training.synth.bases --category sofa
+    python -m training.synth.bases --category bed
 """
 
 from __future__ import annotations
@@ -23,9 +31,16 @@ import numpy as np
 from tqdm import tqdm
 
 from perception_3dinn.skeleton import Category, CATEGORY_DIR, save_category
-from training.synth.procedural import generate, GENERATOR_VERSION, keypoint_diagonal, SKELETONS
+from training.synth.procedural import (
+    generate,
+    GENERATOR_VERSION,
+    keypoint_diagonal,
+    ROTATIONAL_ORDERS,
+    SKELETONS,
+)
+from training.synth.symmetry_search import find_symmetries
 
-DEFAULT_NUM_BASES = {'chair': 5, 'table': 5}
+DEFAULT_NUM_BASES = {'chair': 5, 'table': 5, 'swivel_chair': 7, 'sofa': 7, 'bed': 5}
 
 
 def sample_instances(category: str, count: int, seed: int,
@@ -87,7 +102,14 @@ def build_category(name: str, count: int = 6000, seed: int = 0,
     names, edges, sym = SKELETONS[name]
     k = num_bases or DEFAULT_NUM_BASES.get(name, 5)
     kps, lo, hi = sample_instances(name, count, seed, progress)
-    learned = learn_bases(kps, k)
+    perm = np.arange(len(names))
+    for a, b in sym:
+        perm[a], perm[b] = b, a
+    mirrored = kps[:, perm] * [1.0, -1.0, 1.0]
+    asymmetric = float(np.mean(np.abs(mirrored - kps).max((1, 2)) > 1e-9))
+    learned = learn_bases(np.concatenate([kps, mirrored]) if asymmetric else kps, k)
+    learned['diagonals'] = learned['diagonals'][:len(kps)]
+    symmetries, sym_fractions = find_symmetries(kps, ROTATIONAL_ORDERS.get(name, ()))
     size = float(learned['diagonals'].mean())
     # Nominal extent: every generated mesh, rescaled to the category size, fits inside.
     scale = size / learned['diagonals']
@@ -97,7 +119,8 @@ def build_category(name: str, count: int = 6000, seed: int = 0,
     cat = Category(name=name, keypoint_names=names, edges=np.array(edges),
                    symmetric_pairs=np.array(sym), bases=learned['bases'],
                    alpha_std=learned['alpha_std'], size_prior_m=round(size, 6),
-                   dimensions_m=dims, explained_variance=learned['explained_variance'])
+                   dimensions_m=dims, explained_variance=learned['explained_variance'],
+                   rotational_symmetries=symmetries)
     # Held-out reconstruction error in normalised units (and metres at the prior size).
     kh, _, _ = sample_instances(name, heldout, seed + 1_000_003)
     yh = kh / keypoint_diagonal(kh)[:, None, None]
@@ -109,6 +132,8 @@ def build_category(name: str, count: int = 6000, seed: int = 0,
         'seed': seed,
         'instances': count,
         'explained_variance_total': round(float(learned['explained_variance'].sum()), 6),
+        'mirror_asymmetric_fraction': round(asymmetric, 4),
+        'rotational_symmetry_fractions': sym_fractions,
         'heldout_instances': heldout,
         'heldout_rmse_mean': round(float(rmse.mean()), 6),
         'heldout_rmse_p95': round(float(np.percentile(rmse, 95)), 6),
@@ -119,7 +144,8 @@ def build_category(name: str, count: int = 6000, seed: int = 0,
                     symmetric_pairs=cat.symmetric_pairs, bases=cat.bases,
                     alpha_std=cat.alpha_std, size_prior_m=cat.size_prior_m,
                     dimensions_m=cat.dimensions_m,
-                    explained_variance=cat.explained_variance, metadata=meta)
+                    explained_variance=cat.explained_variance, metadata=meta,
+                    rotational_symmetries=cat.rotational_symmetries)
 
 
 def main(argv: list[str] | None = None) -> None:

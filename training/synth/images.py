@@ -26,6 +26,7 @@ import numpy as np
 
 from perception_3dinn.geometry import pose_from_viewpoint, viewpoint_from_rotation
 from perception_3dinn.skeleton import Category
+from perception_3dinn.symmetry import canonical_labels
 from perception_3dinn.voxels import grid_for_dimensions
 from training.synth import render
 from training.synth.domains import (
@@ -277,6 +278,11 @@ def render_sample(category: Category, rng: np.random.Generator,
                               VOXEL_SIZE)
     else:
         vox = np.zeros((VOXEL_SIZE,) * 3, bool)
+    # Symmetric instances (a square table) get one label per look: the equivalent pose
+    # whose viewing azimuth is nearest 0 (perception_3dinn.symmetry).
+    R, lab = canonical_labels(R, mesh.keypoints, category.symmetry_elements,
+                              {'kp2': kp2, 'kp3': kp3, 'visible': visible, 'in': in_image})
+    kp2, kp3, visible, in_image = lab['kp2'], lab['kp3'], lab['visible'], lab['in']
     az, el = viewpoint_from_rotation(R)
     out = {
         'image': image,
