@@ -160,8 +160,8 @@ def test_boxes_are_routed_to_their_categories(models, frame):
         (0, 'chair'), (2, 'twin'), (3, 'chair')]
     assert [i for i, _ in result.skipped] == [1, 4]
     reason = dict(result.skipped)[1]
-    assert reason.startswith("class 'potted plant' has no category mapping; set ")
-    assert is_filtered(reason)  # configured filtering, not bad input
+    assert reason.startswith("no category for detector class 'potted plant': set ")
+    assert not is_filtered(reason)  # the node warns about it (throttled)
     assert all(o.candidates == () for o in result.objects)
     assert multi.pipelines['chair'].tracker.num_tracks == 2
     assert multi.pipelines['twin'].tracker.num_tracks == 1

@@ -84,18 +84,44 @@ def test_two_categories_one_node(node: NodeProcess) -> None:
         colours = {(round(m.color.r, 2), round(m.color.g, 2), round(m.color.b, 2))
                    for m in lines}
         assert len(lines) == 2 and len(colours) == 2  # coloured per category
+        # the unmapped class: skipped with a warning naming it, the others processed
+        harness.wait_for(lambda: "no category for detector class 'potted plant'"
+                         in node.log_since(0), 10)
         assert node.alive()
     finally:
         harness.close()
+
+
+def _broken(new_model: Path, how: str) -> Path:
+    """A copy of the installed model folder broken in one way."""
+    folder = new_model.parent.parent / f'broken_{how}' / NEW
+    if not folder.exists():
+        shutil.copytree(new_model.parent, folder)
+        if how == 'onnx':  # a corrupt model file: its sha256 no longer matches
+            with open(folder / 'model.onnx', 'r+b') as f:
+                f.seek(1000)
+                f.write(b'\x00' * 64)
+        else:  # a category file with bases of the wrong shape
+            doc = json.loads((folder / 'category.json').read_text())
+            doc['bases'] = [b[:-1] for b in doc['bases']]
+            (folder / 'category.json').write_text(json.dumps(doc))
+    return folder / 'manifest.json'
 
 
 @pytest.mark.parametrize('params, named', [
     (["categories:=['chair','ghost']"], 'ghost'),
     (["categories:=['chair']", "class_map:=['couch:sofa']"], 'sofa'),
     (["categories:=['chair']", "model.manifests:=['chair']"], 'model.manifests'),
+    (['onnx'], 'sha256'),
+    (['category'], 'category.json'),
 ])
 def test_bad_category_setups_fail_configure_naming_the_problem(
-        ros_env: dict[str, str], install_prefix: Path, params: list[str], named: str) -> None:
+        ros_env: dict[str, str], install_prefix: Path, new_model: Path, params: list[str],
+        named: str) -> None:
+    if params in (['onnx'], ['category']):
+        path = _broken(new_model, params[0])
+        params = [f"categories:=['chair','{NEW}']", f"model.manifests:=['{NEW}:{path}']"]
+        named = str(path.parent / named) if named == 'category.json' else named
     proc = NodeProcess(ros_env, 'autostart:=false', *params)
     harness = Harness()
     try:

@@ -250,7 +250,8 @@ class MultiPipeline:
                 continue
             cats = self.class_map.candidates(box.class_id)
             if not cats:
-                skipped.append((i, f'class {box.class_id!r} has no category mapping; set '
+                # Not configured filtering: the node warns (throttled) about it.
+                skipped.append((i, f'no category for detector class {box.class_id!r}: set '
                                    f"class_map (e.g. '{_label(box.class_id)}:"
                                    f"{next(iter(self.pipelines))}') to route it"))
                 continue

@@ -80,10 +80,15 @@ def load_served(models: dict[str, Path]) -> dict[str, Category]:
             raise FileNotFoundError(f'category {name!r}: model manifest {path} does not '
                                     f'exist ({hint})')
         try:
-            manifest = load_manifest(path, verify=False)
-            cat = load_category(category_source(manifest))
-        except (ManifestError, KeyError, TypeError) as err:
+            manifest = load_manifest(path)  # checks the model files' sha256 too
+        except (ManifestError, KeyError, TypeError, ValueError) as err:
             raise ValueError(f'category {name!r}: {path}: {err}') from None
+        source = category_source(manifest)
+        try:
+            cat = load_category(source)
+        except (FileNotFoundError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f'category {name!r}: category file {source} of model {path}: '
+                             f'{type(err).__name__}: {err}') from None
         if manifest.category != name or cat.name != name:
             raise ValueError(f'category {name!r}: {path} is a model of category '
                              f'{manifest.category!r} (its category file names '
