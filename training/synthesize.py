@@ -6,6 +6,8 @@ Usage::
         --seed 1 --size 128 [--workers 2] [--preview sheet.png]
     python -m training.synthesize videos --category chair --count 20 --out datasets/v \\
         --seed 1 [--frames 48] [--size 256] [--preview sheet.png]
+    python -m training.synthesize videos --categories chair,table,sofa --objects 3 4 \\
+        --count 4 --out datasets/mixed --seed 1 --frames 24 --size 320   # mixed scenes
     python -m training.synthesize heatmaps --category chair --count 100000 --out datasets/h \\
         --seed 1
     python -m training.synthesize scenes --category chair --count 150 --out datasets/f \\
@@ -62,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                            help='render style (training.synth.videos.shift_video_look)')
             s.add_argument('--objects', type=int, nargs=2, default=(1, 3),
                            metavar=('MIN', 'MAX'), help='objects per scene')
+            s.add_argument('--categories', default='',
+                           help='mixed scenes: comma-separated categories (e.g. '
+                                'chair,table,sofa), each object one of them (--category is '
+                                'then unused); see training/synth/video_labels.py')
         if kind == 'scenes':
             s.add_argument('--camera', default='640x480', choices=('640x480', '1280x720'),
                            help='camera preset (size and focal length)')
@@ -125,10 +131,12 @@ def _videos(args) -> None:
     from training.synth.videos import generate_video_dataset, preview_video, VideoConfig
 
     config = VideoConfig(width=args.size, height=args.size * 3 // 4, frames=args.frames,
-                         objects=tuple(args.objects), domain=args.domain)
+                         objects=tuple(args.objects), domain=args.domain,
+                         categories=tuple(c.strip() for c in args.categories.split(',')
+                                          if c.strip()))
     manifest = generate_video_dataset(args.category, args.count, args.out, args.seed, config,
                                       args.shard_size, args.workers)
-    print(f'wrote {manifest["count"]} videos to {args.out}')
+    print(f'wrote {manifest["count"]} videos ({manifest["category"]}) to {args.out}')
     if args.preview:
         preview_video(args.category, args.seed, config, args.preview)
         print(f'preview {args.preview}')

@@ -40,6 +40,7 @@ class GroundTruthObject:
         structure: (K,) structure parameters.
         keypoints_2d: (N, 2) pixels; visible: (N,) bool; keypoints_3d: (N, 3) metres.
         box: (4,) x_min, y_min, x_max, y_max pixels (of the visible object).
+        category: its category name ('': the category `write_demo_bag` is given).
     """
 
     object_id: int
@@ -50,6 +51,7 @@ class GroundTruthObject:
     visible: np.ndarray
     keypoints_3d: np.ndarray
     box: np.ndarray
+    category: str = ''
 
 
 @dataclass
@@ -88,6 +90,7 @@ class ObjectRecord:
     keypoints_3d: np.ndarray
     box: np.ndarray
     covariance: np.ndarray | None = None  # (6, 6), None when the message has none
+    category: str = ''  # ObjectStructure.category
 
 
 def records_from_msg(msg: ObjectStructureArray) -> list[ObjectRecord]:
@@ -105,7 +108,8 @@ def records_from_msg(msg: ObjectStructureArray) -> list[ObjectRecord]:
             keypoints_3d=np.array([[k.x, k.y, k.z] for k in o.keypoints_3d]).reshape(-1, 3),
             box=np.asarray(o.box, np.float64),
             covariance=(np.asarray(o.pose_covariance, np.float64).reshape(6, 6)
-                        if np.any(np.asarray(o.pose_covariance)) else None)))
+                        if np.any(np.asarray(o.pose_covariance)) else None),
+            category=str(o.category)))
     return out
 
 
@@ -154,9 +158,10 @@ def ground_truth_msg(objects: Sequence[GroundTruthObject], header: Header,
                      category: Category) -> ObjectStructureArray:
     out = ObjectStructureArray(header=header)
     for o in objects:
+        name = o.category or category.name
         m = ObjectStructure(header=header, track_id=int(o.object_id),
-                            detection_id=str(o.object_id), category=category.name,
-                            child_frame_id=f'gt_{category.name}_{o.object_id}', score=1.0)
+                            detection_id=str(o.object_id), category=name,
+                            child_frame_id=f'gt_{name}_{o.object_id}', score=1.0)
         m.pose = pose_msg(o.R, o.t)
         m.structure = [float(v) for v in o.structure]
         m.box = [float(v) for v in o.box]
@@ -173,6 +178,8 @@ def write_demo_bag(frames: Sequence[DemoFrame], path: str | Path, category: Cate
                    floor_frame: str = 'floor', start_ns: int = 1_000_000_000,
                    progress: Callable[[], None] | None = None) -> dict[str, int]:
     """Write frames as a rosbag2 folder (deterministic: fixed stamps from `start_ns`).
+
+    Ground truth is of `category` unless an object names its own (mixed scenes).
 
     Frames with `camera_in_floor` also get /tf `floor_frame -> frame_id` at their stamp (the
     camera's pose above the floor, what a robot's TF tree gives).

@@ -1,8 +1,9 @@
 """Synthetic videos: static procedural objects in a room, filmed along smooth camera paths.
 
-A scene holds 1..M objects of one category standing on the floor of a box-shaped room
-(world frame: z up, floor z = 0). The camera follows one of four smooth trajectories,
-always with a little low-pass "hand-held" shake:
+A scene holds 1..M objects standing on the floor of a box-shaped room (world frame: z up,
+floor z = 0), all of one category, or with ``VideoConfig.categories`` each of one of
+several (mixed scenes: a chair beside a table and a sofa). The camera follows one of four
+smooth trajectories, always with a little low-pass "hand-held" shake:
 
 - ``orbit``: circles part-way around the group at a slowly varying height;
 - ``approach``: moves towards the group (objects grow, leave the frame edges);
@@ -14,31 +15,57 @@ grain), so appearance is consistent from frame to frame. Objects keep their ids 
 whole video. Per frame and object: 2D/3D keypoints, visibility (exact depth test as for
 images), pose (R, t) object -> camera, boxes and presence; per object: structure, scale,
 voxels. Frames, depth and an instance map (0 background, i + 1 object i) come per frame.
+Mixed videos add ``object_category`` and ``keypoint_valid`` and pad the keypoints
+(:mod:`training.synth.video_labels`); the room, placement and shading are in
+:mod:`training.synth.video_scene`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from perception_3dinn.geometry import look_at, rotation_about_z
+from perception_3dinn.geometry import look_at
 from perception_3dinn.skeleton import Category, load_category
 from perception_3dinn.voxels import grid_for_dimensions
 from training.synth import dataset, render
-from training.synth.domains import check_domain, shifted_colour, SHIFTED_HFOV_DEG, shifted_tint
+from training.synth.domains import check_domain, SHIFTED_HFOV_DEG
 from training.synth.images import VOXEL_SIZE
-from training.synth.procedural import generate, keypoint_diagonal
+from training.synth.procedural import generate
+from training.synth.video_labels import (
+    add_mixed_fields,
+    draw_categories,
+    empty_video,
+    field_shapes,
+    MIXED_FIELDS,  # noqa: F401 (public here, beside VIDEO_FIELDS)
+    static_labels,
+    write_object_frame,
+)
+from training.synth.video_scene import (  # noqa: F401 (NEAR, make_room, ...: training.synth.scenes)
+    make_room,
+    NEAR,
+    place_objects,
+    room_soup,
+    sample_appearance,
+    shade_frame,
+    shift_video_look,
+)
 
 TRAJECTORIES = ('orbit', 'approach', 'handheld', 'pan_exit')
-NEAR = 0.1
 
 
 @dataclass
 class VideoConfig:
-    """Video sampling ranges (metres, radians)."""
+    """Video sampling ranges (metres, radians).
+
+    ``categories``: empty, every object is of the category passed to :func:`render_video`;
+    else each object draws one of these (every one once while objects are left, then at
+    random) and the video has the mixed layout (:mod:`training.synth.video_labels`).
+    """
 
     width: int = 256
     height: int = 192
@@ -49,67 +76,32 @@ class VideoConfig:
     camera_height: tuple[float, float] = (0.5, 1.6)
     voxels: bool = True
     domain: str = 'default'  # render style (training.synth.domains; see shift_video_look)
+    categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
+        if isinstance(self.categories, str):
+            self.categories = tuple(c for c in self.categories.split(',') if c.strip())
+        self.categories = tuple(str(c).strip() for c in self.categories)
+        if '' in self.categories or len(set(self.categories)) != len(self.categories):
+            raise ValueError(f'VideoConfig.categories {self.categories}: names must be unique '
+                             'and non-empty')
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not self.categories:  # single-category manifests stay as they were
+            del d['categories']
+        return d
 
 
-@dataclass
-class Appearance:
-    """Materials, lighting and camera response of one scene (fixed over a video)."""
-
-    slot_colours: list  # per object (4, 3) colours of its material slots
-    grain: list  # per object (direction (3,), frequency, amplitude) of the wood grain
-    light_world: np.ndarray  # (3,) unit direction towards the key light, world frame
-    ambient: float
-    key: float
-    gain: np.ndarray  # (3,) per-channel gain
-    blur: float  # Gaussian sigma in pixels, 0: none
-    noise: float  # pixel noise sigma (0-1 intensities)
-
-    def finish(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Shaded float image (H, W, 3) -> uint8 RGB with gain, blur and noise."""
-        img = img * self.gain
-        if self.blur:
-            img = cv2.GaussianBlur(img, (0, 0), self.blur)
-        img = img + rng.normal(0, self.noise, img.shape)
-        return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-
-
-def sample_appearance(rng: np.random.Generator, objects: int) -> Appearance:
-    """Random materials of `objects` objects, lighting and camera response."""
-    slot_cols = [np.stack([render.random_colour(rng) for _ in range(4)])
-                 for _ in range(objects)]
-    for sc in slot_cols:
-        if rng.random() < 0.5:
-            sc[:] = sc[0]
-    grain = [(rng.normal(size=3), rng.uniform(5, 25), rng.uniform(0.03, 0.15))
-             for _ in range(objects)]
-    light_w = np.array([rng.normal(), rng.normal(), rng.uniform(1.0, 2.0)])
-    light_w /= np.linalg.norm(light_w)
-    ambient, key = rng.uniform(0.3, 0.55), rng.uniform(0.4, 0.8)
-    gain = rng.uniform(0.8, 1.2) * rng.uniform(0.92, 1.08, 3)
-    blur = rng.uniform(0.3, 0.9) if rng.random() < 0.5 else 0.0
-    noise = rng.uniform(0.003, 0.02)
-    return Appearance(slot_cols, grain, light_w, float(ambient), float(key), gain, float(blur),
-                      float(noise))
-
-
-def shift_video_look(rng: np.random.Generator, look: Appearance, room: dict) -> None:
-    """The ``shifted`` render domain for videos (in place): every object slot, the walls and
-    the floor take the domain's saturated turquoise-to-violet colours, the floor becomes
-    fine checkers (a 4-10 cm period), and a coloured key light tints the whole frame. The
-    field of view comes from ``SHIFTED_HFOV_DEG`` (see :func:`render_video`)."""
-    for sc in look.slot_colours:
-        sc[:] = np.stack([shifted_colour(rng) for _ in range(len(sc))])
-    room['floor_kind'] = 'tiles'
-    room['floor_colour'], room['floor_colour2'] = shifted_colour(rng), shifted_colour(rng) * 0.3
-    room['wall_colour'] = shifted_colour(rng) * 0.6 + 0.2
-    room['period'] = float(rng.uniform(0.04, 0.10))
-    look.gain = look.gain * shifted_tint(rng)
+def video_categories(category: Category | str | None, config: VideoConfig) -> list[Category]:
+    """The categories a video draws its objects from: ``config.categories``, else the one
+    given."""
+    if config.categories:
+        return [load_category(name) for name in config.categories]
+    if category is None:
+        raise ValueError('render_video needs a category (or VideoConfig.categories)')
+    return [load_category(category) if isinstance(category, str) else category]
 
 
 def smooth_noise(rng: np.random.Generator, frames: int, dims: int, knots_every: int = 10,
@@ -164,93 +156,27 @@ def camera_path(rng: np.random.Generator, kind: str, frames: int, centre: np.nda
     return pos, target, roll
 
 
-def _clip_near(poly: np.ndarray, near: float) -> np.ndarray:
-    """Clip a convex camera-frame polygon (M, 3) to z >= near (Sutherland-Hodgman)."""
-    out = []
-    m = len(poly)
-    for i in range(m):
-        a, b = poly[i], poly[(i + 1) % m]
-        ina, inb = a[2] >= near, b[2] >= near
-        if ina:
-            out.append(a)
-        if ina != inb:
-            w = (near - a[2]) / (b[2] - a[2])
-            out.append(a + w * (b - a))
-    return np.array(out).reshape(-1, 3)
-
-
-def room_soup(room: dict, R: np.ndarray, t: np.ndarray, part_offset: int) -> render.FaceSoup:
-    """Floor and walls (inward-facing quads) in the camera frame, clipped at the near plane."""
-    verts, faces, normals, owner = [], [], [], []
-    base = 0
-    for i, (quad, n) in enumerate(zip(room['quads'], room['normals'])):
-        poly = _clip_near(quad @ R.T + t, NEAR + 1e-3)
-        if len(poly) < 3:
-            continue
-        verts.append(poly)
-        faces.append(np.arange(len(poly)) + base)
-        normals.append(R @ n)
-        owner.append(part_offset + i)
-        base += len(poly)
-    if not verts:
-        return render.FaceSoup(np.zeros((0, 3)), [], np.zeros((0, 3)), np.zeros(0, np.int64))
-    return render.FaceSoup(np.concatenate(verts), faces, np.array(normals),
-                           np.array(owner, np.int64))
-
-
-def make_room(rng: np.random.Generator, half: float) -> dict:
-    h = rng.uniform(2.4, 3.0)
-    a, b = half * rng.uniform(1.0, 1.4), half * rng.uniform(1.0, 1.4)
-    c = [(a, b), (-a, b), (-a, -b), (a, -b)]
-    quads = [np.array([[x, y, 0.0] for x, y in c])]  # floor, CCW from above: normal +z
-    normals = [np.array([0.0, 0.0, 1.0])]
-    for i in range(4):
-        (x0, y0), (x1, y1) = c[i], c[(i + 1) % 4]
-        quads.append(np.array([[x0, y0, 0], [x0, y0, h], [x1, y1, h], [x1, y1, 0]], float))
-        n = -np.array([(x0 + x1) / 2, (y0 + y1) / 2, 0.0])
-        normals.append(n / np.linalg.norm(n))
-    quads.append(np.array([[x, y, h] for x, y in c[::-1]]))  # ceiling, normal -z
-    normals.append(np.array([0.0, 0.0, -1.0]))
-    return {'quads': quads, 'normals': normals,
-            'floor_kind': str(rng.choice(['planks', 'tiles', 'carpet'])),
-            'floor_colour': render.random_colour(rng), 'floor_colour2': render.random_colour(rng),
-            'wall_colour': render.random_colour(rng) * 0.5 + 0.45,
-            'period': float(rng.uniform(0.12, 0.5)), 'angle': float(rng.uniform(0, np.pi))}
-
-
-def _place_objects(rng: np.random.Generator, meshes: list, max_radius: float) -> list:
-    """Non-overlapping floor positions and yaws; returns [(R (3, 3), p (3,))]."""
-    placed: list[tuple[np.ndarray, float]] = []
-    poses = []
-    for mesh in meshes:
-        lo, hi = mesh.bounds()
-        rad = float(np.hypot(max(-lo[0], hi[0]), max(-lo[1], hi[1])))
-        for _ in range(100):
-            p = rng.uniform(-max_radius, max_radius, 2) if placed else np.zeros(2)
-            if all(np.linalg.norm(p - q) > rad + r + 0.05 for q, r in placed):
-                break
-            max_radius *= 1.05
-        placed.append((p, rad))
-        poses.append((rotation_about_z(rng.uniform(-np.pi, np.pi)), np.array([p[0], p[1], 0.0])))
-    return poses
-
-
-def render_video(category: Category, rng: np.random.Generator,
+def render_video(category: Category | str | None, rng: np.random.Generator,
                  config: VideoConfig | None = None, return_scene: bool = False) -> dict:
-    """Render one video.
+    """Render one video of ``category`` (or of ``config.categories``; category then unused).
 
     Returns:
-        dict of arrays named in :data:`VIDEO_FIELDS` (shapes in the data set manifest).
-        With ``return_scene`` also ``_part_map`` (T, H, W) int32 (scene part per pixel,
-        -1 none, room parts after the objects') and ``_contact`` (M, N, P) bool (parts each
-        object's keypoints lie on).
+        dict of arrays named in :data:`VIDEO_FIELDS` (shapes in the data set manifest), for
+        several categories also :data:`MIXED_FIELDS` and ``_categories`` (their names, what
+        ``object_category`` indexes). With ``return_scene`` also ``_part_map`` (T, H, W)
+        int32 (scene part per pixel, -1 none, room parts after the objects') and
+        ``_contact`` (M, N, P) bool (parts each object's keypoints lie on).
     """
     config = config or VideoConfig()
+    cats = video_categories(category, config)
     T, W, H = config.frames, config.width, config.height
     m_max = config.objects[1]
     m = int(rng.integers(config.objects[0], config.objects[1] + 1))
-    meshes = [generate(category.name, rng) for _ in range(m)]
-    poses = _place_objects(rng, meshes, 0.6 + 0.25 * m)
+    mixed = bool(config.categories)
+    kinds = draw_categories(rng, len(cats), m) if mixed else np.zeros(m, np.int64)
+    obj_cats = [cats[k] for k in kinds]
+    meshes = [generate(c.name, rng) for c in obj_cats]
+    poses = place_objects(rng, meshes, 0.6 + 0.25 * m)
     centre = np.mean([p for _, p in poses], axis=0)
     spread = max(float(np.linalg.norm(p - centre)) for _, p in poses) + 0.6
     room = make_room(rng, spread + 4.0)
@@ -263,27 +189,11 @@ def render_video(category: Category, rng: np.random.Generator,
                   [0, f * rng.uniform(0.99, 1.01), (H - 1) / 2 + rng.normal(0, 0.01 * H)],
                   [0, 0, 1.0]])
 
-    # Per-object static data.
-    n_kp, k_b = category.num_keypoints, category.num_bases
-    scales = np.array([keypoint_diagonal(mm.keypoints) for mm in meshes])
-    structure = np.zeros((m_max, k_b), np.float32)
-    scale_m = np.zeros(m_max, np.float32)
-    vox = np.zeros((m_max,) + (VOXEL_SIZE,) * 3, bool)
-    res, origin = grid_for_dimensions(category.dimensions_m, VOXEL_SIZE)
-    hs_obj, contacts, part_ranges = [], [], []
-    n_parts = 0
-    for i, mm in enumerate(meshes):
-        structure[i] = category.fit_structure(mm.keypoints / scales[i])
-        scale_m[i] = scales[i]
-        if config.voxels:
-            k = category.size_prior_m / scales[i]
-            vox[i] = render.voxelize([p.transformed(k) for p in mm.parts], res, origin,
-                                     VOXEL_SIZE)
-        hs = [p.halfspaces() for p in mm.parts]
-        hs_obj.append(hs)
-        contacts.append(render.contact_parts(mm.keypoints, hs))
-        part_ranges.append((n_parts, n_parts + len(mm.parts)))
-        n_parts += len(mm.parts)
+    # Per-object static data (padded to the largest keypoint and basis counts).
+    n_max = max(c.num_keypoints for c in cats)
+    static = static_labels(obj_cats, meshes, m_max, n_max, max(c.num_bases for c in cats),
+                           config.voxels)
+    part_ranges, n_parts = static.part_ranges, static.num_parts
 
     look = sample_appearance(rng, m)  # fixed over the video
     if shifted:
@@ -291,43 +201,18 @@ def render_video(category: Category, rng: np.random.Generator,
     slot_cols, grain = look.slot_colours, look.grain
     light_w, ambient, key = look.light_world, look.ambient, look.key
 
-    out = {
-        'frames': np.zeros((T, H, W, 3), np.uint8),
-        'instance': np.zeros((T, H, W), np.uint8),
-        'depth': np.zeros((T, H, W), np.float16),
-        'K': K.astype(np.float32),
-        'camera_R': np.zeros((T, 3, 3), np.float32),
-        'camera_t': np.zeros((T, 3), np.float32),
-        'object_id': np.full(m_max, -1, np.int32),
-        'object_valid': np.zeros(m_max, bool),
-        'object_R_world': np.zeros((m_max, 3, 3), np.float32),
-        'object_t_world': np.zeros((m_max, 3), np.float32),
-        'structure': structure,
-        'scale_m': scale_m,
-        'voxels': vox,
-        'keypoints_2d': np.zeros((T, m_max, n_kp, 2), np.float32),
-        'keypoints_3d': np.zeros((T, m_max, n_kp, 3), np.float32),
-        'visible': np.zeros((T, m_max, n_kp), bool),
-        'in_image': np.zeros((T, m_max, n_kp), bool),
-        'R': np.zeros((T, m_max, 3, 3), np.float32),
-        't': np.zeros((T, m_max, 3), np.float32),
-        'box': np.zeros((T, m_max, 4), np.float32),
-        'box_visible': np.zeros((T, m_max, 4), np.float32),
-        'present': np.zeros((T, m_max), bool),
-        'trajectory': np.int32(TRAJECTORIES.index(kind)),
-    }
+    out = empty_video(T, H, W, m_max, n_max, static, K, TRAJECTORIES.index(kind))
     ids = rng.permutation(1000)[:m]
     out['object_id'][:m] = ids
     out['object_valid'][:m] = True
     for i, (Rw, pw) in enumerate(poses):
         out['object_R_world'][i] = Rw
         out['object_t_world'][i] = pw
+    if mixed:
+        add_mixed_fields(out, kinds, static, m_max, n_max)
+        out['_categories'] = tuple(c.name for c in cats)
 
     part_maps = np.zeros((T, H, W), np.int32) if return_scene else None
-    contact_all = np.zeros((m, n_kp, n_parts), bool)
-    for i in range(m):
-        a, b = part_ranges[i]
-        contact_all[i, :, a:b] = contacts[i]
     for fi in range(T):
         Rc, tc = look_at(cam_pos[fi], targets[fi], rolls[fi])
         out['camera_R'][fi], out['camera_t'][fi] = Rc, tc
@@ -343,7 +228,7 @@ def render_video(category: Category, rng: np.random.Generator,
                 soups.append(None)
             else:
                 soups.append(soup)
-            hs_cam += [render.transform_halfspaces(h, R, t) for h in hs_obj[i]]
+            hs_cam += [render.transform_halfspaces(h, R, t) for h in static.halfspaces[i]]
             obj_of_part += [i] * len(mm.parts)
         walls = room_soup(room, Rc, tc, n_parts)
         drawn = [s for s in soups if s is not None]
@@ -358,84 +243,16 @@ def render_video(category: Category, rng: np.random.Generator,
         out['instance'][fi] = (inst + 1).astype(np.uint8)
         out['depth'][fi] = depth.astype(np.float16)
         img = shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
-                           part_ranges, slot_cols, grain, room, light_w, ambient, key)
+                          part_ranges, slot_cols, grain, room, light_w, ambient, key)
         out['frames'][fi] = look.finish(img, rng)
         for i, mm in enumerate(meshes):
-            R, t = obj_pose[i]
-            out['R'][fi, i], out['t'][fi, i] = R, t
-            kp3 = mm.keypoints @ R.T + t
-            out['keypoints_3d'][fi, i] = kp3
-            z = np.where(kp3[:, 2] > 1e-6, kp3[:, 2], 1e-6)
-            out['keypoints_2d'][fi, i] = (kp3[:, :2] / z[:, None]) * (K[0, 0], K[1, 1]) + \
-                (K[0, 2], K[1, 2])
-            vis, inimg = render.keypoint_visibility(kp3, hs_cam, contact_all[i], K, W, H)
-            if soups[i] is None:
-                vis[:] = False
-            out['visible'][fi, i], out['in_image'][fi, i] = vis, inimg
-            rows, cols = np.nonzero(inst == i)
-            if len(rows):
-                out['present'][fi, i] = True
-                out['box_visible'][fi, i] = [cols.min(), rows.min(), cols.max(), rows.max()]
-            if soups[i] is not None:
-                v = soups[i].vertices
-                uv = v[:, :2] / v[:, 2:3] * (K[0, 0], K[1, 1]) + (K[0, 2], K[1, 2])
-                lo, hi = uv.min(0), uv.max(0)
-                bx = [max(lo[0], 0), max(lo[1], 0), min(hi[0], W - 1), min(hi[1], H - 1)]
-                if bx[0] <= bx[2] and bx[1] <= bx[3]:
-                    out['box'][fi, i] = bx
+            n = static.num_keypoints[i]
+            write_object_frame(out, fi, i, mm.keypoints, *obj_pose[i], K, (W, H), hs_cam,
+                               static.contact[i, :n], soups[i], inst)
     if return_scene:
         out['_part_map'] = part_maps
-        out['_contact'] = contact_all
+        out['_contact'] = static.contact
     return out
-
-
-def shade_frame(scene, face, part_map, depth, K, Rc, tc, n_parts, meshes, obj_pose,
-                 part_ranges, slot_cols, grain, room, light_w, ambient, key) -> np.ndarray:
-    H, W = face.shape
-    light_c = Rc @ light_w
-    shade = ambient + key * np.clip(scene.normals @ light_c, 0, None)
-    img = np.zeros((H, W, 3), np.float32)
-    drawn = face >= 0
-    rows, cols = np.nonzero(drawn)
-    z = depth[rows, cols].astype(np.float64)
-    xc = np.column_stack([(cols - K[0, 2]) / K[0, 0] * z, (rows - K[1, 2]) / K[1, 1] * z, z])
-    pm = part_map[rows, cols]
-    fs = shade[face[rows, cols]]
-    col = np.zeros((len(rows), 3))
-    # Objects: slot colour times wood grain in object coordinates.
-    for i, mm in enumerate(meshes):
-        a, b = part_ranges[i]
-        sel = (pm >= a) & (pm < b)
-        if not sel.any():
-            continue
-        R, t = obj_pose[i]
-        xo = (xc[sel] - t) @ R  # object frame
-        mats = np.array([p.material for p in mm.parts])[pm[sel] - a]
-        d, freq, amp = grain[i]
-        pat = 1 + amp * np.sin(2 * np.pi * freq * (xo @ d) + 3 * np.sin(7 * xo[:, 2]))
-        col[sel] = slot_cols[i][np.minimum(mats, 3)] * pat[:, None]
-    # Room: floor pattern and walls in world coordinates.
-    sel = pm >= n_parts
-    if sel.any():
-        xw = (xc[sel] - tc) @ Rc
-        is_floor = pm[sel] == n_parts
-        ca, sa = np.cos(room['angle']), np.sin(room['angle'])
-        u = (xw[:, 0] * ca + xw[:, 1] * sa) / room['period']
-        v = (-xw[:, 0] * sa + xw[:, 1] * ca) / room['period']
-        if room['floor_kind'] == 'tiles':
-            chk = ((np.floor(u) + np.floor(v)) % 2)[:, None]
-            fl = room['floor_colour'] * (1 - chk) + room['floor_colour2'] * chk
-        elif room['floor_kind'] == 'planks':  # planks of random brightness along u
-            plank = np.floor(v)
-            tone = 0.85 + 0.3 * np.mod(np.sin(plank * 12.9898) * 43758.5453, 1.0)
-            fl = room['floor_colour'] * (tone * (1 + 0.05 * np.sin(2 * u + plank)))[:, None]
-        else:
-            fl = room['floor_colour'] * (1 + 0.05 * np.sin(37 * u) * np.sin(41 * v))[:, None]
-        wall = np.broadcast_to(room['wall_colour'], (len(xw), 3)) * \
-            (1 - 0.1 * np.clip(xw[:, 2] / 3, 0, 1))[:, None]
-        col[sel] = np.where(is_floor[:, None], fl, wall)
-    img[rows, cols] = (col * fs[:, None]).astype(np.float32)
-    return img
 
 
 VIDEO_FIELDS = ('frames', 'instance', 'depth', 'K', 'camera_R', 'camera_t', 'object_id',
@@ -447,7 +264,7 @@ VIDEO_FIELDS = ('frames', 'instance', 'depth', 'K', 'camera_R', 'camera_t', 'obj
 def _video_shard_job(args: tuple) -> tuple[int, int, str]:
     category, seed, index, count, config, out = args
     cv2.setNumThreads(1)
-    cat = load_category(category)
+    cat = None if config.categories else load_category(category)
     rng = dataset.shard_rng(seed, index)
     videos = [render_video(cat, rng, config) for _ in range(count)]
     sha = dataset.write_npz(Path(out) / dataset.shard_name(index),
@@ -455,60 +272,91 @@ def _video_shard_job(args: tuple) -> tuple[int, int, str]:
     return index, count, sha
 
 
+def _voxel_grid(cat: Category) -> dict:
+    res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
+    return {'resolution': res, 'origin': origin.tolist()}
+
+
 def generate_video_dataset(category: str, count: int, out: str | Path, seed: int,
                            config: VideoConfig | None = None, shard_size: int = 4,
                            workers: int = 1, progress: bool = True) -> dict:
-    """Render ``count`` videos into ``out`` (shards of ``shard_size`` videos + manifest)."""
-    from training.synth.generate import manifest_head, render_shards
+    """Render ``count`` videos into ``out`` (shards of ``shard_size`` videos + manifest).
+
+    With ``config.categories`` (mixed scenes; ``category`` is then unused) the manifest's
+    ``category`` is their names joined by '+', ``categories`` lists them (what
+    ``object_category`` indexes) with their keypoint names and voxel grids, and
+    ``category_sha256`` maps each name to its file's digest.
+    """
+    from training.synth.generate import _category_sha, manifest_head, render_shards
 
     config = config or VideoConfig()
     out = Path(out)
-    cat = load_category(category)
-    shards = render_shards(_video_shard_job, category, count, out, seed, config, shard_size,
+    cats = video_categories(category, config)
+    label = '+'.join(c.name for c in cats) if config.categories else category
+    shards = render_shards(_video_shard_job, label, count, out, seed, config, shard_size,
                            workers, progress, 'videos', 'video')
-    res, origin = grid_for_dimensions(cat.dimensions_m, VOXEL_SIZE)
     T, H, W, M = config.frames, config.height, config.width, config.objects[1]
-    N, K = cat.num_keypoints, cat.num_bases
-    shapes = {
-        'frames': [T, H, W, 3], 'instance': [T, H, W], 'depth': [T, H, W], 'K': [3, 3],
-        'camera_R': [T, 3, 3], 'camera_t': [T, 3], 'object_id': [M], 'object_valid': [M],
-        'object_R_world': [M, 3, 3], 'object_t_world': [M, 3], 'structure': [M, K],
-        'scale_m': [M], 'voxels': [M, 32, 32, 32], 'keypoints_2d': [T, M, N, 2],
-        'keypoints_3d': [T, M, N, 3], 'visible': [T, M, N], 'in_image': [T, M, N],
-        'R': [T, M, 3, 3], 't': [T, M, 3], 'box': [T, M, 4], 'box_visible': [T, M, 4],
-        'present': [T, M], 'trajectory': [],
-    }
+    N, K = max(c.num_keypoints for c in cats), max(c.num_bases for c in cats)
+    mixed = bool(config.categories)
+    shapes = field_shapes(T, H, W, M, N, K, mixed)
+    frame = 'object frame, mesh rescaled to size_prior_m / scale_m'
+    head = manifest_head('videos', 'training.synth.videos', cats[0].name if mixed else category,
+                         seed, count, shard_size)
+    if mixed:
+        head['category'] = label
+        head['category_sha256'] = {c.name: _category_sha(c.name) for c in cats}
+        about = {'categories': [{'name': c.name, 'keypoint_names': list(c.keypoint_names),
+                                 'num_bases': c.num_bases, 'voxel_grid': _voxel_grid(c)}
+                                for c in cats]}
+        grid = {'size': VOXEL_SIZE, 'frame': frame + "; resolution and origin: those of the "
+                "object's category (categories[object_category].voxel_grid)"}
+    else:
+        about = {'keypoint_names': list(cats[0].keypoint_names)}
+        grid = {'size': VOXEL_SIZE, **_voxel_grid(cats[0]), 'frame': frame}
+    notes = ('instance: 0 background, i + 1 object slot i; object_id stable over the video (-1 '
+             'for unused slots); camera_R/t map world -> camera; R/t map object -> camera; '
+             'world frame z up, floor z = 0')
+    if mixed:
+        notes += ('; object_category: index into categories (-1 for unused slots); keypoints '
+                  'and structure padded to the largest count, keypoint_valid marks the '
+                  "keypoints of the object's category")
     manifest = {
-        **manifest_head('videos', 'training.synth.videos', category, seed, count, shard_size),
-        'keypoint_names': list(cat.keypoint_names),
+        **head,
+        **about,
         'config': config.to_dict(),
         'trajectories': list(TRAJECTORIES),
         'fields': {k: {'shape': v} for k, v in shapes.items()},
-        'notes': 'instance: 0 background, i + 1 object slot i; object_id stable over the '
-                 'video (-1 for unused slots); camera_R/t map world -> camera; R/t map '
-                 'object -> camera; world frame z up, floor z = 0',
-        'voxel_grid': {'size': VOXEL_SIZE, 'resolution': res, 'origin': origin.tolist(),
-                       'frame': 'object frame, mesh rescaled to size_prior_m / scale_m'},
+        'notes': notes,
+        'voxel_grid': grid,
         'shards': shards,
     }
     dataset.write_manifest(out, manifest)
     return manifest
 
 
-def video_tiles(video: dict, category: Category, every: int = 6,
+def video_tiles(video: dict, category: Category | Sequence[Category], every: int = 6,
                 tile_width: int = 256) -> list[np.ndarray]:
-    """Annotated frames of one video (every ``every``-th), all objects drawn."""
+    """Annotated frames of one video (every ``every``-th), all objects drawn; for a mixed
+    video ``category`` lists the categories ``object_category`` indexes, and each object is
+    labelled with its category's name."""
     from training.synth.preview import draw_annotations
 
+    cats = [category] if isinstance(category, Category) else list(category)
+    kinds = video.get('object_category')
     tiles = []
     for fi in range(0, len(video['frames']), every):
         img = video['frames'][fi]
         for i in np.nonzero(video['object_valid'])[0]:
             if not video['in_image'][fi, i].any():
                 continue
-            img = draw_annotations(img, video['keypoints_2d'][fi, i], video['visible'][fi, i],
-                                   category, video['box'][fi, i],
-                                   label=None)
+            cat = cats[int(kinds[i])] if kinds is not None else cats[0]
+            n = cat.num_keypoints
+            box = video['box'][fi, i]
+            img = draw_annotations(img, video['keypoints_2d'][fi, i, :n],
+                                   video['visible'][fi, i, :n], cat, box, label=None)
+            if kinds is not None:  # mixed: the category's name on the box
+                cv2.putText(img, cat.name, (int(box[0]) + 1, max(8, int(box[1]) - 2)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.putText(img, f'{fi} {TRAJECTORIES[int(video["trajectory"])]}', (3, 12),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         if img.shape[1] != tile_width:
@@ -517,17 +365,17 @@ def video_tiles(video: dict, category: Category, every: int = 6,
     return tiles
 
 
-def preview_video(category: str, seed: int, config: VideoConfig, path: str | Path,
+def preview_video(category: str | None, seed: int, config: VideoConfig, path: str | Path,
                   videos: int = 3) -> Path:
     """Contact sheet of the first videos of a data set with this seed (one row each)."""
     from training.synth.preview import contact_sheet, write_png
 
-    cat = load_category(category)
+    cats = video_categories(category, config)
     rng = dataset.shard_rng(seed, 0)
     tiles = []
     cols = 6
     for _ in range(videos):
-        v = render_video(cat, rng, config)
+        v = render_video(cats[0] if not config.categories else None, rng, config)
         every = max(1, config.frames // cols)
-        tiles += video_tiles(v, cat, every)[:cols]
+        tiles += video_tiles(v, cats, every)[:cols]
     return write_png(path, contact_sheet(tiles, cols=cols))
