@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The demo behind `make demo` (run after `make setup`): the chair_detector node on the demo
-# sequence with the default model on CPU, over real DDS.
+# sequence with the default models on CPU, over real DDS.
 #
-#   1. generate the demo bag deterministically if it is absent (out/demo/chair_demo);
+#   1. generate the demo bag deterministically if it is absent: a room with every category
+#      that has a packaged model (perception_3dinn/data/models/<category>), e.g. chairs
+#      beside their tables (out/demo/mixed_demo), or chairs alone while the chair is the only
+#      packaged model (out/demo/chair_demo);
 #   2. start the node (console script, config/chair_detector.yaml, autostart, the floor
 #      from TF: pose.floor_frame:=floor, as the bag carries floor -> camera on /tf);
 #   3. play the bag to it over DDS, record its outputs, evaluate against ground truth
@@ -26,18 +29,33 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export PYTHONUNBUFFERED=1
 
 OUT="$ROOT/out/demo"
-BAG="$OUT/chair_demo"
+CATS="$(python -c 'from perception_3dinn.ros.node_categories import installed_models as m
+print(",".join(m()))')"
+if [ -z "${DEMO_MODEL:-}" ] && [ -n "$CATS" ] && [ "$CATS" != chair ]; then
+  BAG="$OUT/mixed_demo"
+else
+  BAG="$OUT/chair_demo"
+  CATS=chair
+fi
 EVAL="$OUT/eval"
 RATE="${DEMO_RATE:-15}"
 LOOPS="${DEMO_LOOPS:-1}"
 mkdir -p "$EVAL"
 say() { printf '\033[1;32m[demo]\033[0m %s\n' "$*"; }
 
-# Bags written before make-demo added /tf (the camera's pose above the floor) are rewritten.
-if [ ! -f "$BAG/metadata.yaml" ] || ! grep -Eq '^ +name: /tf$' "$BAG/metadata.yaml"; then
-  say "generating the demo bag (deterministic, seed 7) -> $BAG"
+# Bags written before make-demo added /tf (the camera's pose above the floor), or for other
+# categories than the packaged models now have, are rewritten.
+if [ ! -f "$BAG/metadata.yaml" ] || ! grep -Eq '^ +name: /tf$' "$BAG/metadata.yaml" \
+    || [ "$(cat "$BAG.categories" 2>/dev/null || echo chair)" != "$CATS" ]; then
   rm -rf "$BAG"
-  python -m training.bag make-demo --out "$BAG"
+  if [ "$CATS" = chair ]; then
+    say "generating the demo bag (deterministic, seed 7) -> $BAG"
+    python -m training.bag make-demo --out "$BAG"
+  else
+    say "generating the demo bag of a room with $CATS (deterministic) -> $BAG"
+    python -m training.bag make-demo --out "$BAG" --categories "$CATS"
+    echo "$CATS" > "$BAG.categories"
+  fi
 fi
 
 MODEL="${DEMO_MODEL:-}"
@@ -60,9 +78,17 @@ fi
 
 # The sourced workspace's node (install-<distro>/ here), found as `ros2 run` finds it.
 NODE_EXE="$(python -c 'from perception_3dinn.ros.distro import node_executable as e; print(e())')"
-say "starting chair_detector (ROS_DOMAIN_ID=$ROS_DOMAIN_ID, model $MODEL), log $EVAL/node.log"
+if [ "$CATS" = chair ]; then
+  SERVE=(-p "model.manifest:=$MODEL")
+  MODELS=(--model "$MODEL")
+else  # every packaged model, one node
+  SERVE=(-p "categories:=['all']")
+  MODELS=()
+  MODEL="the packaged models of $CATS"
+fi
+say "starting chair_detector (ROS_DOMAIN_ID=$ROS_DOMAIN_ID, $MODEL), log $EVAL/node.log"
 "$NODE_EXE" --ros-args --params-file "$ROOT/config/chair_detector.yaml" \
-  -p autostart:=true -p input.compressed:=true -p "model.manifest:=$MODEL" \
+  -p autostart:=true -p input.compressed:=true "${SERVE[@]}" \
   -p pose.floor_frame:=floor \
   >"$EVAL/node.log" 2>&1 &
 NODE_PID=$!
@@ -77,6 +103,6 @@ trap cleanup EXIT
 
 say "playing $BAG at $RATE frames/s over DDS, recording and evaluating -> $EVAL"
 python -m training.bag evaluate --bag "$BAG" --out "$EVAL" --offline --live \
-  --rate "$RATE" --loops "$LOOPS" --model "$MODEL" --floor-frame floor
+  --rate "$RATE" --loops "$LOOPS" "${MODELS[@]}" --floor-frame floor
 cleanup
 say "node log: $EVAL/node.log"
