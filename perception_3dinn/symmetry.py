@@ -232,8 +232,14 @@ def canonical_labels(R: np.ndarray, keypoints_obj: np.ndarray, elements: list[El
     return R @ elements[g].S, {k: np.asarray(v)[perm] for k, v in per_keypoint.items()}
 
 
+def closest_turn(R_meas: np.ndarray, R_ref: np.ndarray, turns: np.ndarray) -> int:
+    """Index of the turn S in ``turns`` (G, 3, 3) whose equivalent measurement ``R_meas S``
+    is nearest to the reference rotation (the largest trace of ``(R_meas S)^T R_ref``)."""
+    turned = np.asarray(R_meas, np.float64) @ np.asarray(turns, np.float64)
+    return int(np.argmax(np.einsum('gij,ij->g', turned, np.asarray(R_ref, np.float64))))
+
+
 def closest_element(R_meas: np.ndarray, R_ref: np.ndarray, elements: list[Element]) -> int:
     """Index of the element whose equivalent measurement ``R_meas S`` is nearest to the
     reference rotation (e.g. a track's prediction)."""
-    errs = [float(geodesic_angle(R_meas[None] @ e.S, R_ref[None])[0]) for e in elements]
-    return int(np.argmin(errs))
+    return closest_turn(R_meas, R_ref, np.stack([e.S for e in elements]))

@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from perception_3dinn.symmetry import closest_turn
+
 
 @dataclass
 class TrackerConfig:
@@ -304,8 +306,8 @@ class Tracker:
         t_pred = track.t + track.v * dt_pred
         rot_meas = _project_so3(obs.R)
         if obs.equivalents is not None and len(obs.equivalents) > 1:
-            turned = rot_meas @ np.asarray(obs.equivalents, np.float64)
-            rot_meas = turned[int(np.argmax(np.einsum('gij,ij->g', turned, rot_pred)))]
+            turns = np.asarray(obs.equivalents, np.float64)
+            rot_meas = rot_meas @ turns[closest_turn(rot_meas, rot_pred, turns)]
         t_meas = np.asarray(obs.t, dtype=np.float64)
         r_innov = _log(rot_meas @ rot_pred.T)
         t_innov = t_meas - t_pred

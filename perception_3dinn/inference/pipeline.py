@@ -287,12 +287,13 @@ class Pipeline:
         t0 = time.perf_counter()
         # PnP with a skeleton scaled by s gives s * t: the tracker smooths the scale-free
         # t / s, and the result is scaled by the size of the track's median structure.
+        elements = self.category.symmetry_elements  # turns an instance may look the same
         observations = [Observation(box=box.as_array(), R=pose.R, t=pose.t / scale,
                                     structure=alpha, category=self.category.name,
                                     detection_id=box.detection_id, log_scale=log_scale,
-                                    equivalents=equivalent_turns(
-                                        self.category.structure(alpha),
-                                        self.category.symmetry_elements))
+                                    equivalents=(equivalent_turns(self.category.structure(alpha),
+                                                                  elements)
+                                                 if len(elements) > 1 else None))
                         for _, box, alpha, _, _, _, pose, _, scale, log_scale, _ in candidates]
         tracks = self.tracker.update(stamp_s, observations)
         timings['tracking'] = _ms(t0)

@@ -50,13 +50,9 @@ TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
 TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                            reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
 def latched_qos(depth: int = 1) -> QoSProfile:
-    """LATCHED_QOS keeping the last ``depth`` messages (one skeleton_info per category)."""
+    """Reliable, transient-local QoS keeping the last ``depth`` messages (skeleton_info: one
+    per served category)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, depth),
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
